@@ -59,6 +59,7 @@ class GraphSettings:
     max_threads: int = field(default_factory=_default_threads)
     compression: bool = True
     readers: int = 4
+    max_value_bytes: int = 1 * MiB
 
     def __post_init__(self) -> None:
         _require(self.buffer_pool_bytes >= 16 * MiB, "graph.buffer_pool_bytes", "an int >= 16 MiB")
@@ -68,7 +69,8 @@ class GraphSettings:
 
 @dataclass(frozen=True)
 class RedisSettings:
-    url: str = ""  # empty: start an embedded redis-server on loopback
+    # repr=False: the URL carries the password, and reprs end up in logs and tracebacks.
+    url: str = field(default="", repr=False)  # empty: start an embedded redis-server
     pool_min: int = 10
     pool_max: int = 50
     retry_on_timeout: bool = True
@@ -96,7 +98,9 @@ class Settings:
 
     @property
     def sqlite_path(self) -> Path:
-        return Path(self.sqlite.path) if self.sqlite.path else Path(self.data_dir) / "tristore.sqlite3"
+        return (
+            Path(self.sqlite.path) if self.sqlite.path else Path(self.data_dir) / "tristore.sqlite3"
+        )
 
     @property
     def graph_path(self) -> Path:
@@ -263,8 +267,8 @@ def load_settings(
 
 
 __all__ = [
-    "MiB",
     "GraphSettings",
+    "MiB",
     "RedisSettings",
     "SQLiteSettings",
     "Settings",

@@ -1,0 +1,1 @@
+"""tristore asv suite: one module per area, helpers in common.py."""

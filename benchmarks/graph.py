@@ -1,0 +1,136 @@
+"""The graph store: point lookup, 1-hop, 2-hop, recommendations; single writes and bulk COPY.
+
+Parameterized by data-set size and engine (kuzu, and ladybug when installed), so both engines
+appear side by side on the site.
+"""
+
+from __future__ import annotations
+
+import shutil
+from pathlib import Path
+from typing import Any
+
+from .common import AsyncBench, require, settings_in
+
+READS = 50  # queries per timed call
+
+
+def _engines() -> list[str]:
+    try:
+        stores = __import__("tristore.stores.graph", fromlist=["available_engines"])
+        return stores.available_engines()
+    except ImportError:
+        return ["kuzu"]
+
+
+ENGINES = _engines()
+SIZES = ["small", "large"]
+
+
+class GraphReads(AsyncBench):
+    params = [SIZES, ENGINES]
+    param_names = ["size", "engine"]
+
+    def setup_cache(self) -> dict[str, str]:
+        setup = require("tristore.testing.setup", "seed_files")
+        seeded = {}
+        for engine in ENGINES:
+            for size in SIZES:
+                directory = Path(f"seeded-graph-{engine}-{size}").resolve()
+                setup.seed_files(directory, size, seed=7, engine=engine)
+                seeded[f"{engine}-{size}"] = str(directory)
+        return seeded
+
+    def setup(self, seeded: dict[str, str], size: str, engine: str) -> None:
+        stores = require("tristore.stores", "GraphStore")
+        schema = require("tristore.schema", "RECOMMENDATIONS_CYPHER")
+        self.setup_loop()
+        src = Path(seeded[f"{engine}-{size}"]) / "graph.kuzu"
+        dst = Path(self.tmpdir) / "graph.kuzu"
+        (shutil.copytree if src.is_dir() else shutil.copy2)(src, dst)
+        settings = settings_in(self.tmpdir, graph={"engine": engine})
+        self.graph: Any = stores.GraphStore(settings, apply_schema=False)
+        self.run(self.graph.open())
+        self.recommend = schema.RECOMMENDATIONS_CYPHER
+
+    def teardown(self, seeded: dict[str, str], size: str, engine: str) -> None:
+        self.run(self.graph.close())
+        self.teardown_loop()
+
+    def _reads(self, cypher: str, params: dict[str, Any]) -> None:
+        self.batch(READS, lambda: self.graph.query_rows(cypher, params))
+
+    def time_point_lookup_x50(self, seeded: dict[str, str], size: str, engine: str) -> None:
+        self._reads("MATCH (c:Customer) WHERE c.id = $id RETURN c.name", {"id": 42})
+
+    def time_one_hop_x50(self, seeded: dict[str, str], size: str, engine: str) -> None:
+        self._reads(
+            "MATCH (c:Customer)-[:PURCHASED]->(p:Product) WHERE c.id = $id RETURN count(p)",
+            {"id": 42},
+        )
+
+    def time_two_hop_x50(self, seeded: dict[str, str], size: str, engine: str) -> None:
+        self._reads(
+            "MATCH (c:Customer)-[:FOLLOWS]->(:Customer)-[:PURCHASED]->(p:Product)"
+            " WHERE c.id = $id RETURN count(DISTINCT p)",
+            {"id": 42},
+        )
+
+    def time_recommendations_x50(self, seeded: dict[str, str], size: str, engine: str) -> None:
+        self._reads(self.recommend, {"product_id": 7, "limit": 5})
+
+
+class GraphWrites(AsyncBench):
+    params = [ENGINES]
+    param_names = ["engine"]
+
+    def setup(self, engine: str) -> None:
+        stores = require("tristore.stores", "GraphStore")
+        self.setup_loop()
+        self.graph: Any = stores.GraphStore(settings_in(self.tmpdir, graph={"engine": engine}))
+        self.run(self.graph.open())
+        self.next_id = 0
+
+    def teardown(self, engine: str) -> None:
+        self.run(self.graph.close())
+        self.teardown_loop()
+
+    def time_single_write_x20(self, engine: str) -> None:
+        """20 single-node CREATE transactions through the writer lane."""
+
+        async def many() -> None:
+            for _ in range(20):
+                self.next_id += 1
+                await self.graph.execute(
+                    "CREATE (:Customer {id: $id, name: 'n', tier: 'standard'})",
+                    {"id": self.next_id},
+                )
+
+        self.run(many())
+
+
+class GraphBulkCopy(AsyncBench):
+    params = [ENGINES]
+    param_names = ["engine"]
+    number = 1
+    repeat = (3, 5, 10.0)
+
+    def setup(self, engine: str) -> None:
+        schema = require("tristore.schema", "generate", "write_graph_csv", "load_graph")
+        self.schema = schema
+        self.dataset = schema.generate("medium", 7)
+        self.engine = require(engine, "Database")
+        self.setup_loop()
+
+    def teardown(self, engine: str) -> None:
+        self.teardown_loop()
+
+    def time_copy_medium(self, engine: str) -> None:
+        """COPY FROM CSV of the medium data set (3k nodes, ~33k edges) into a fresh database."""
+        target = Path(self.tmpdir) / f"copy-{id(object())}"
+        db = self.engine.Database(str(target / "graph.kuzu"))
+        conn = self.engine.Connection(db)
+        self.schema.apply_graph_schema(conn)
+        self.schema.load_graph(conn, self.dataset, target / "csv")
+        conn.close()
+        db.close()

@@ -1,0 +1,55 @@
+"""Redis through tristore's cache store: single ops, pipelines, MULTI/EXEC and a Lua script."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from .common import AsyncBench, require, settings_in
+
+OPS = 200  # operations per timed call; results are per batch, comparable across commits
+
+
+class RedisOps(AsyncBench):
+    params = [[1, 10, 100, 1000]]
+    param_names = ["pipeline_size"]
+
+    def setup(self, size: int) -> None:
+        stores = require("tristore.stores", "CacheStore")
+        self.setup_loop()
+        self.cache: Any = stores.CacheStore(settings_in(self.tmpdir, redis={"pool_min": 1}))
+        self.run(self.cache.open())
+        self.commands = [("SET", f"bench:{i}", "x" * 32) for i in range(size)]
+
+    def teardown(self, size: int) -> None:
+        self.run(self.cache.close())
+        self.teardown_loop()
+
+    def time_pipeline(self, size: int) -> None:
+        """One pipeline of ``size`` SET commands (MULTI-less)."""
+        self.run(self.cache.pipeline(self.commands))
+
+    def time_multi_exec(self, size: int) -> None:
+        self.run(self.cache.pipeline(self.commands, transaction=True))
+
+
+class RedisSingle(AsyncBench):
+    def setup(self) -> None:
+        stores = require("tristore.stores", "CacheStore")
+        self.setup_loop()
+        self.cache: Any = stores.CacheStore(settings_in(self.tmpdir, redis={"pool_min": 1}))
+        self.run(self.cache.open())
+        self.run(self.cache.set("bench:k", "v"))
+        self.sha = self.run(
+            self.cache.execute("SCRIPT", "LOAD", "return redis.call('INCRBY', KEYS[1], ARGV[1])")
+        )
+
+    def teardown(self) -> None:
+        self.run(self.cache.close())
+        self.teardown_loop()
+
+    def time_get_x200(self) -> None:
+        """200 sequential GETs, each through a pool checkout."""
+        self.batch(OPS, lambda: self.cache.get("bench:k"))
+
+    def time_lua_script_x200(self) -> None:
+        self.batch(OPS, lambda: self.cache.execute("EVALSHA", self.sha, 1, "bench:n", 1))

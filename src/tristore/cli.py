@@ -1,0 +1,60 @@
+"""The ``tristore`` command."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import sys
+
+import click
+
+from tristore.config import load_settings
+from tristore.errors import ConfigError
+
+
+@click.group(context_settings={"help_option_names": ["-h", "--help"]})
+@click.option(
+    "--config",
+    "config_path",
+    type=click.Path(dir_okay=False),
+    default=None,
+    help="TOML settings file (default: $TRISTORE_CONFIG).",
+)
+@click.pass_context
+def main(ctx: click.Context, config_path: str | None) -> None:
+    """tristore: an async data layer over SQLite, Kuzu and Redis."""
+    ctx.obj = {"config_path": config_path}
+
+
+def _settings(ctx: click.Context):  # type: ignore[no-untyped-def]
+    try:
+        return load_settings(ctx.obj["config_path"])
+    except ConfigError as exc:
+        raise click.ClickException(f"configuration: {exc}") from exc
+
+
+@main.command()
+@click.option("--json", "as_json", is_flag=True, help="Print the report as JSON.")
+@click.pass_context
+def doctor(ctx: click.Context, as_json: bool) -> None:
+    """Reach or start the three stores; print versions and effective settings."""
+    from tristore.doctor import diagnose
+
+    reports = asyncio.run(diagnose(_settings(ctx)))
+    if as_json:
+        click.echo(json.dumps([r.__dict__ for r in reports], indent=2))
+    else:
+        for r in reports:
+            if r.ok:
+                click.echo(f"ok    {r.store:<6} {r.version:<10} opened in {r.open_ms:.0f} ms")
+                for key, value in r.settings.items():
+                    click.echo(f"        {key} = {value}")
+            else:
+                click.echo(f"FAIL  {r.store:<6} {r.error}")
+    failed = [r for r in reports if not r.ok]
+    if failed:
+        sys.exit(1)
+
+
+if __name__ == "__main__":  # pragma: no cover
+    main()

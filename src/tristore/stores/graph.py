@@ -1,0 +1,320 @@
+"""The graph store: Kuzu (or its fork Ladybug), reader connections plus a single writer lane.
+
+Facts that shape this module (see DESIGN.md):
+- one read-write ``Database`` per path per process, so databases are shared through a refcounted
+  registry keyed by engine and real path;
+- the engine allows one write transaction at a time and fails a second one at once, so every
+  write goes through a one-connection writer pool, where writers queue instead of failing;
+- reusing a connection after a failed BEGIN segfaults, so any connection that saw an error in a
+  transaction is discarded (a new Connection costs ~16 us);
+- queries release the GIL, so they run in a small thread pool and never block the event loop.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import importlib
+import threading
+from collections.abc import Callable, Mapping, Sequence
+from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
+from types import ModuleType
+from typing import Any, TypeVar
+
+from tristore.config import Settings
+from tristore.errors import QueryError, StoreUnavailable
+from tristore.pool import Pool, PoolConfig
+from tristore.schema import graph_statements
+from tristore.stores.limits import check_values
+
+T = TypeVar("T")
+STORE = "graph"
+Statement = tuple[str, Mapping[str, Any] | None]
+
+
+def load_engine(name: str) -> ModuleType:
+    if name not in {"kuzu", "ladybug"}:
+        raise StoreUnavailable(STORE, f"unknown graph engine {name!r}: use 'kuzu' or 'ladybug'")
+    try:
+        return importlib.import_module(name)
+    except ImportError as exc:
+        raise StoreUnavailable(
+            STORE, f"graph engine {name!r} is not installed: pip install {name}"
+        ) from exc
+
+
+def available_engines() -> list[str]:
+    engines = []
+    for name in ("kuzu", "ladybug"):
+        try:
+            load_engine(name)
+        except StoreUnavailable:
+            continue
+        engines.append(name)
+    return engines
+
+
+class _SharedDatabase:
+    __slots__ = ("db", "engine", "refs")
+
+    def __init__(self, db: Any, engine: ModuleType) -> None:
+        self.db = db
+        self.engine = engine
+        self.refs = 0
+
+
+_registry: dict[tuple[str, str], _SharedDatabase] = {}
+_registry_lock = threading.Lock()
+
+
+def _open_database(settings: Settings) -> tuple[tuple[str, str], _SharedDatabase]:
+    g = settings.graph
+    engine = load_engine(g.engine)
+    path = settings.graph_path
+    key = (g.engine, str(path.resolve()))
+    with _registry_lock:
+        shared = _registry.get(key)
+        if shared is None:
+            try:
+                path.parent.mkdir(parents=True, exist_ok=True)
+                db = engine.Database(
+                    str(path),
+                    buffer_pool_size=g.buffer_pool_bytes,
+                    max_num_threads=g.max_threads,
+                    compression=g.compression,
+                )
+            except (RuntimeError, OSError) as exc:
+                raise StoreUnavailable(STORE, _explain_open_error(path, exc)) from exc
+            shared = _SharedDatabase(db, engine)
+            _registry[key] = shared
+        shared.refs += 1
+        return key, shared
+
+
+def _release_database(key: tuple[str, str]) -> None:
+    with _registry_lock:
+        shared = _registry.get(key)
+        if shared is None:
+            return
+        shared.refs -= 1
+        if shared.refs <= 0:
+            del _registry[key]
+            # Closing must not raise to the caller.
+            with contextlib.suppress(Exception):
+                shared.db.close()
+
+
+def _explain_open_error(path: Path, exc: BaseException) -> str:
+    msg = str(exc)
+    lowered = msg.lower()
+    if "lock" in lowered:
+        return (
+            f"{path} is locked by another process (Kuzu allows one read-write process per "
+            f"path): stop that process or use another path ({msg})"
+        )
+    if "permission" in lowered or "read-only" in lowered or "read only" in lowered:
+        return f"{path} is not writable: fix its permissions or use another path ({msg})"
+    return f"cannot open the graph database at {path}: {msg}"
+
+
+def translate(exc: BaseException) -> Exception:
+    msg = str(exc).strip()
+    if isinstance(exc, RuntimeError | ValueError | TypeError):
+        return QueryError(STORE, msg)
+    return exc if isinstance(exc, Exception) else QueryError(STORE, msg)
+
+
+def rows_as_dicts(result: Any) -> list[dict[str, Any]]:
+    names = result.get_column_names()
+    return [dict(zip(names, row, strict=True)) for row in result.get_all()]
+
+
+class _GraphConnector:
+    store = STORE
+
+    def __init__(self, graph: GraphStore) -> None:
+        self.graph = graph
+
+    async def connect(self) -> Any:
+        shared = self.graph.shared
+        if shared is None:
+            raise StoreUnavailable(STORE, "graph store is not open")
+        return shared.engine.Connection(
+            shared.db, num_threads=self.graph.settings.graph.max_threads
+        )
+
+    async def close(self, conn: Any) -> None:
+        conn.close()
+
+    async def check(self, conn: Any) -> None:
+        await self.graph.run(conn, lambda c: c.execute("RETURN 1").get_all())
+
+    async def reset(self, conn: Any) -> bool:
+        return True
+
+
+class GraphStore:
+    """``query`` reads on a reader connection; ``write``/``execute`` go through the writer lane."""
+
+    def __init__(
+        self,
+        settings: Settings,
+        *,
+        reader_pool: PoolConfig | None = None,
+        apply_schema: bool = True,
+    ) -> None:
+        self.settings = settings
+        self.apply_schema = apply_schema
+        self.shared: _SharedDatabase | None = None
+        self._key: tuple[str, str] | None = None
+        readers = settings.graph.readers
+        self._executor: ThreadPoolExecutor | None = None
+        self._workers = readers + 1
+        self.writer: Pool[Any] = Pool(
+            _GraphConnector(self), PoolConfig(min_size=1, max_size=1), name="graph-writer"
+        )
+        self.readers: Pool[Any] = Pool(
+            _GraphConnector(self),
+            reader_pool or PoolConfig(min_size=1, max_size=readers),
+            name="graph-readers",
+        )
+
+    @property
+    def engine_name(self) -> str:
+        return self.settings.graph.engine
+
+    @property
+    def path(self) -> Path:
+        return self.settings.graph_path
+
+    async def open(self) -> None:
+        loop = asyncio.get_running_loop()
+        self._executor = ThreadPoolExecutor(self._workers, thread_name_prefix="tristore-graph")
+        try:
+            self._key, self.shared = await loop.run_in_executor(
+                self._executor, _open_database, self.settings
+            )
+            await self.writer.open()
+            if self.apply_schema:
+                await self.write([(stmt, None) for stmt in graph_statements()])
+            await self.readers.open()
+        except BaseException:
+            await self.close()
+            raise
+
+    async def close(self) -> None:
+        await self.readers.close()
+        await self.writer.close()
+        if self._key is not None:
+            _release_database(self._key)
+            self._key = None
+            self.shared = None
+        if self._executor is not None:
+            self._executor.shutdown(wait=True)
+            self._executor = None
+
+    async def __aenter__(self) -> GraphStore:
+        await self.open()
+        return self
+
+    async def __aexit__(self, *exc: object) -> None:
+        await self.close()
+
+    async def run(self, conn: Any, fn: Callable[[Any], T]) -> T:
+        if self._executor is None:
+            raise StoreUnavailable(STORE, "graph store is not open")
+        return await asyncio.get_running_loop().run_in_executor(self._executor, fn, conn)
+
+    def _check(self, params: Mapping[str, Any] | None) -> None:
+        check_values(STORE, params, self.settings.graph.max_value_bytes)
+
+    # -- reads ------------------------------------------------------------------------------
+    async def query(
+        self, cypher: str, params: Mapping[str, Any] | None = None, *, timeout: float | None = None
+    ) -> list[dict[str, Any]]:
+        """A read query; rows as dicts keyed by column name."""
+        return await self.read(
+            lambda c: rows_as_dicts(c.execute(cypher, dict(params or {}))), timeout=timeout
+        )
+
+    async def query_rows(
+        self, cypher: str, params: Mapping[str, Any] | None = None, *, timeout: float | None = None
+    ) -> list[list[Any]]:
+        return await self.read(
+            lambda c: c.execute(cypher, dict(params or {})).get_all(), timeout=timeout
+        )
+
+    async def read(self, fn: Callable[[Any], T], *, timeout: float | None = None) -> T:
+        async with self.readers.acquire(timeout=timeout) as conn:
+            try:
+                return await self.run(conn, fn)
+            except Exception as exc:
+                # The error may have left the connection mid-transaction: never reuse it.
+                self.readers.discard(conn)
+                raise translate(exc) from exc
+
+    # -- writes -----------------------------------------------------------------------------
+    async def execute(
+        self, cypher: str, params: Mapping[str, Any] | None = None, *, timeout: float | None = None
+    ) -> list[dict[str, Any]]:
+        """One write statement, committed on its own."""
+        rows = await self.write([(cypher, params)], timeout=timeout)
+        return rows[-1]
+
+    async def write(
+        self, statements: Sequence[Statement], *, timeout: float | None = None
+    ) -> list[list[dict[str, Any]]]:
+        """Several write statements in one transaction, in one thread hop; all or nothing."""
+        for _, params in statements:
+            self._check(params)
+        return await self.write_fn(lambda c: _run_statements(c, statements), timeout=timeout)
+
+    async def write_fn(self, fn: Callable[[Any], T], *, timeout: float | None = None) -> T:
+        """Run ``fn(conn)`` between BEGIN TRANSACTION and COMMIT on the writer lane."""
+        async with self.writer.acquire(timeout=timeout) as conn:
+            try:
+                return await self.run(conn, lambda c: _in_transaction(c, fn))
+            except Exception as exc:
+                # Covers a failed BEGIN: reusing that connection would segfault the process.
+                self.writer.discard(conn)
+                raise translate(exc) from exc
+
+    async def version(self) -> str:
+        rows = await self.query_rows("CALL db_version() RETURN *")
+        return str(rows[0][0])
+
+    async def effective_settings(self) -> dict[str, Any]:
+        g = self.settings.graph
+        return {
+            "engine": g.engine,
+            "path": str(self.path),
+            "buffer_pool_bytes": g.buffer_pool_bytes,
+            "max_threads": g.max_threads,
+            "compression": g.compression,
+        }
+
+    async def check(self) -> dict[str, Any]:
+        return {"writer": await self.writer.check(), "readers": await self.readers.check()}
+
+    def stats(self) -> dict[str, dict[str, Any]]:
+        return {"writer": self.writer.stats(), "readers": self.readers.stats()}
+
+
+def _run_statements(conn: Any, statements: Sequence[Statement]) -> list[list[dict[str, Any]]]:
+    return [
+        rows_as_dicts(conn.execute(cypher, dict(params or {}))) for cypher, params in statements
+    ]
+
+
+def _in_transaction(conn: Any, fn: Callable[[Any], T]) -> T:
+    conn.execute("BEGIN TRANSACTION")
+    try:
+        result = fn(conn)
+    except BaseException:
+        # The caller discards this connection anyway.
+        with contextlib.suppress(Exception):
+            conn.execute("ROLLBACK")
+        raise
+    conn.execute("COMMIT")
+    return result

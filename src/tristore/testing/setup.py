@@ -1,0 +1,120 @@
+"""Store set-up shared by the pytest plugin, the project's tests and the asv suite.
+
+Written once so that a test and a benchmark of the same thing open the same stores alike.
+"""
+
+from __future__ import annotations
+
+import shutil
+import sqlite3
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from tristore.config import Settings
+from tristore.stores import CacheStore, GraphStore, SQLiteStore
+
+
+def store_settings(
+    data_dir: str | Path,
+    redis_url: str = "",
+    **sections: dict[str, Any],
+) -> Settings:
+    """Settings rooted in ``data_dir`` with pools sized for tests (small minimums open fast)."""
+    redis = {"url": redis_url, "pool_min": 1, "pool_max": 20} | sections.pop("redis", {})
+    return Settings(data_dir=str(data_dir)).replace(redis=redis, **sections)
+
+
+@dataclass
+class Stores:
+    sqlite: SQLiteStore
+    graph: GraphStore
+    cache: CacheStore
+    settings: Settings
+
+
+@asynccontextmanager
+async def open_stores(settings: Settings) -> AsyncIterator[Stores]:
+    """Open the three stores (closing whatever opened if one fails) and close them afterwards."""
+    sqlite, graph, cache = SQLiteStore(settings), GraphStore(settings), CacheStore(settings)
+    opened: list[Any] = []
+    try:
+        for store in (sqlite, graph, cache):
+            await store.open()
+            opened.append(store)
+        yield Stores(sqlite, graph, cache, settings)
+    finally:
+        for store in reversed(opened):
+            await store.close()
+
+
+@dataclass(frozen=True)
+class SeededFiles:
+    """A SQLite file and a graph database loaded with one seeded data set."""
+
+    directory: Path
+    sqlite_path: Path
+    graph_path: Path
+    counts: dict[str, int]
+
+    def copy_to(self, target: str | Path) -> SeededFiles:
+        """A private copy (a benchmark or test may then write without touching the template)."""
+        target = Path(target)
+        target.mkdir(parents=True, exist_ok=True)
+        for src in (self.sqlite_path, self.graph_path):
+            if src.is_dir():
+                shutil.copytree(src, target / src.name, dirs_exist_ok=True)
+            elif src.exists():
+                shutil.copy2(src, target / src.name)
+        return SeededFiles(
+            target, target / self.sqlite_path.name, target / self.graph_path.name, self.counts
+        )
+
+    def settings(self, redis_url: str = "", **sections: dict[str, Any]) -> Settings:
+        return store_settings(self.directory, redis_url, **sections)
+
+
+def seed_files(
+    directory: str | Path, size: str = "small", seed: int = 0, engine: str = "kuzu"
+) -> SeededFiles:
+    """Generate ``size`` at ``seed`` and load it into fresh SQLite and graph files (synchronous).
+
+    Used by asv's ``setup_cache`` (once per run) and by session-scoped test templates.
+    """
+    from tristore.schema import (
+        apply_graph_schema,
+        apply_sqlite_schema,
+        generate,
+        load_graph,
+        load_sqlite,
+        register_functions,
+    )
+    from tristore.stores.graph import load_engine
+
+    directory = Path(directory)
+    directory.mkdir(parents=True, exist_ok=True)
+    settings = store_settings(directory)
+    ds = generate(size, seed)
+    conn = sqlite3.connect(settings.sqlite_path, isolation_level=None)
+    try:
+        conn.execute("PRAGMA journal_mode = WAL")
+        conn.execute("PRAGMA foreign_keys = ON")
+        register_functions(conn)
+        apply_sqlite_schema(conn)
+        counts = load_sqlite(conn, ds)
+        conn.execute("PRAGMA wal_checkpoint(TRUNCATE)")
+    finally:
+        conn.close()
+    kuzu = load_engine(engine)
+    db = kuzu.Database(str(settings.graph_path))
+    try:
+        gconn = kuzu.Connection(db)
+        apply_graph_schema(gconn)
+        counts |= {f"graph_{k}": v for k, v in load_graph(gconn, ds, directory / "csv").items()}
+        gconn.close()
+    finally:
+        db.close()
+    shutil.rmtree(directory / "csv", ignore_errors=True)
+    return SeededFiles(directory, settings.sqlite_path, settings.graph_path, counts)

@@ -1,0 +1,71 @@
+from __future__ import annotations
+
+import time
+from pathlib import Path
+
+import psutil
+import pytest
+
+from tristore.config import Settings
+from tristore.errors import QueryError, StoreUnavailable, ValueTooLarge
+from tristore.stores import CacheStore
+from tristore.testing import store_settings
+
+
+async def test_round_trips(redis_store: CacheStore) -> None:
+    assert await redis_store.set("k", "v")
+    assert await redis_store.get("k") == b"v"
+    assert await redis_store.delete("k") == 1
+    assert await redis_store.get("k") is None
+
+
+async def test_pipeline_batches_and_transaction(redis_store: CacheStore) -> None:
+    results = await redis_store.pipeline([("INCR", "n") for _ in range(250)])
+    assert results == list(range(1, 251))
+    multi = await redis_store.pipeline([("SET", "a", "1"), ("INCR", "a")], transaction=True)
+    assert multi == [True, 2]
+
+
+async def test_wrong_type_and_bad_command_are_query_errors(redis_store: CacheStore) -> None:
+    await redis_store.set("s", "text")
+    with pytest.raises(QueryError, match="WRONGTYPE"):
+        await redis_store.execute("LPUSH", "s", "x")
+    with pytest.raises(QueryError):
+        await redis_store.set("d", {"a": 1})  # type: ignore[arg-type]
+    with pytest.raises(QueryError):
+        await redis_store.execute("NOSUCHCOMMAND")
+
+
+async def test_oversized_value(tristore_settings: Settings) -> None:
+    settings = tristore_settings.replace(redis={"max_value_bytes": 100})
+    async with CacheStore(settings) as cache:
+        with pytest.raises(ValueTooLarge):
+            await cache.set("big", b"x" * 101)
+        assert await cache.get("big") is None
+
+
+async def test_dead_server_fails_fast(tmp_path: Path) -> None:
+    import socket
+
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    settings = store_settings(tmp_path, f"redis://127.0.0.1:{port}/0")
+    started = time.perf_counter()
+    with pytest.raises(StoreUnavailable, match="cannot reach redis"):
+        await CacheStore(settings).open()
+    assert time.perf_counter() - started < 2.0  # redis-py's default retries would take ~4.7 s
+
+
+async def test_embedded_server_started_and_stopped(tmp_path: Path) -> None:
+    settings = store_settings(tmp_path)  # no URL: tristore starts its own server
+    cache = CacheStore(settings)
+    await cache.open()
+    server = cache.server
+    assert server is not None
+    pid = server.pid
+    assert await cache.set("x", "1")
+    assert (await cache.effective_settings())["embedded"] is True
+    assert server.password not in str(await cache.effective_settings())
+    await cache.close()
+    assert not psutil.pid_exists(pid) or psutil.Process(pid).status() == psutil.STATUS_ZOMBIE

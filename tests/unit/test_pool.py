@@ -1,0 +1,927 @@
+"""Unit tests of the pool's logic, with an in-test connector whose connections are plain objects.
+
+The real-store pools (SQLite, graph, Redis) are tested separately; here every connector call is
+instant or a controlled sleep, so the tests can drive races, limits and timeouts precisely.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import math
+import random
+import time
+from typing import Any
+
+import pytest
+
+from tristore.errors import (
+    ConfigError,
+    PoolClosed,
+    PoolError,
+    PoolTimeout,
+    StoreUnavailable,
+    TooManyRequests,
+)
+from tristore.pool import Pool, PoolConfig, PoolConfigError
+
+# -- the in-test connector -------------------------------------------------------------------
+
+
+class FakeConn:
+    def __init__(self, ident: int) -> None:
+        self.id = ident
+        self.closed = False
+        self.broken = False  # check() raises
+        self.dirty = False  # reset() returns False
+        self.tainted = False  # set by a test body while "mid-transaction"
+
+    def __repr__(self) -> str:
+        return f"<FakeConn {self.id}>"
+
+
+class FakeConnector:
+    store = "fake"
+
+    def __init__(
+        self,
+        *,
+        connect_delay: float = 0.0,
+        fail: int = 0,
+        hang: bool = False,
+        close_raises: bool = False,
+    ) -> None:
+        self.connect_delay = connect_delay
+        self.fail = fail  # the next `fail` connects raise
+        self.hang = hang
+        self.close_raises = close_raises
+        self.made = 0
+        self.open = 0  # connections made and not yet closed
+        self.peak_open = 0
+        self.closed: list[FakeConn] = []
+        self.resets = 0
+
+    async def connect(self) -> FakeConn:
+        if self.hang:
+            await asyncio.sleep(3600)
+        if self.connect_delay:
+            await asyncio.sleep(self.connect_delay)
+        if self.fail:
+            self.fail -= 1
+            raise ConnectionRefusedError("connection refused")
+        self.made += 1
+        self.open += 1
+        self.peak_open = max(self.peak_open, self.open)
+        return FakeConn(self.made)
+
+    async def close(self, conn: FakeConn) -> None:
+        assert not conn.closed, f"{conn} closed twice"
+        conn.closed = True
+        self.open -= 1
+        self.closed.append(conn)
+        if self.close_raises:
+            raise OSError("close failed")
+
+    async def check(self, conn: FakeConn) -> None:
+        assert not conn.closed, f"{conn} pinged after close"
+        if conn.broken:
+            raise ConnectionResetError("connection reset by peer")
+
+    async def reset(self, conn: FakeConn) -> bool:
+        assert not conn.closed, f"{conn} reset after close"
+        self.resets += 1
+        return not conn.dirty
+
+
+def make_pool(connector: FakeConnector | None = None, **config: Any) -> Pool[FakeConn]:
+    return Pool(connector or FakeConnector(), PoolConfig(**config), name="test")
+
+
+async def settle(pool: Pool[Any], *, limit: float = 2.0) -> None:
+    """Let background connects and closes finish."""
+    end = time.monotonic() + limit
+    while pool._connects or pool._tasks:
+        assert time.monotonic() < end, "pool background tasks did not settle"
+        await asyncio.sleep(0.001)
+
+
+def assert_consistent(pool: Pool[Any], connector: FakeConnector) -> None:
+    """Every open connection is idle or in use, and the connector agrees on the count."""
+    stats = pool.stats()
+    assert stats["pool_size"] == stats["pool_available"] + len(pool._used)
+    assert connector.open == stats["pool_size"]
+    assert stats["pool_size"] <= stats["pool_max"]
+    assert stats["requests_waiting"] == 0
+    assert all(not h.conn.closed for h in pool._idle)
+
+
+# -- configuration ---------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("kwargs", "field"),
+    [
+        ({"max_size": 0}, "max_size"),
+        ({"min_size": 0, "max_size": -1}, "max_size"),
+        ({"min_size": 5, "max_size": 2}, "min_size"),
+        ({"min_size": -1}, "min_size"),
+        ({"timeout": -1.0}, "timeout"),
+        ({"timeout": math.nan}, "timeout"),
+        ({"connect_timeout": 0}, "connect_timeout"),
+        ({"close_timeout": -0.5}, "close_timeout"),
+        ({"max_lifetime": -1}, "max_lifetime"),
+        ({"max_idle": 0}, "max_idle"),
+        ({"max_waiting": -1}, "max_waiting"),
+        ({"max_uses": -3}, "max_uses"),
+        ({"lifetime_jitter": 1.0}, "lifetime_jitter"),
+        ({"max_size": 2.5}, "max_size"),
+    ],
+)
+def test_bad_config_raises_pool_error_naming_the_field(kwargs: dict[str, Any], field: str) -> None:
+    with pytest.raises(PoolError, match=field) as info:
+        PoolConfig(**kwargs)
+    assert isinstance(info.value, ConfigError)
+    assert isinstance(info.value, PoolConfigError)
+
+
+def test_size_zero_message() -> None:
+    with pytest.raises(PoolError, match="pool size must be >= 1"):
+        PoolConfig(min_size=0, max_size=0)
+
+
+def test_good_config_and_infinite_limits() -> None:
+    cfg = PoolConfig(min_size=0, max_size=1, timeout=0, max_lifetime=math.inf, max_idle=math.inf)
+    assert cfg.max_size == 1
+
+
+async def test_resize_validates() -> None:
+    async with make_pool(min_size=1, max_size=2) as pool:
+        with pytest.raises(PoolError, match="min_size"):
+            await pool.resize(5, 3)
+
+
+# -- open / close / misuse -------------------------------------------------------------------
+
+
+async def test_acquire_before_open_and_after_close_raises_pool_closed() -> None:
+    connector = FakeConnector()
+    pool = make_pool(connector, min_size=2, max_size=4)
+    assert pool.closed
+    with pytest.raises(PoolClosed, match="not open"):
+        await pool.getconn()
+    await pool.open()
+    assert not pool.closed and pool.size == 2 and connector.open == 2
+    await pool.close()
+    assert pool.closed
+    with pytest.raises(PoolClosed, match="closed"):
+        async with pool.acquire():
+            pass
+    with pytest.raises(PoolClosed):
+        await pool.open()
+    await pool.close()  # idempotent
+    assert connector.open == 0 and pool.size == 0
+
+
+async def test_foreign_and_double_returns_raise_pool_error() -> None:
+    async with make_pool(min_size=1, max_size=2) as pool, make_pool() as other:
+        conn = await pool.getconn()
+        foreign = await other.getconn()
+        with pytest.raises(PoolError, match="not checked out"):
+            await pool.putconn(foreign)
+        with pytest.raises(PoolError, match="not checked out"):
+            await pool.putconn(FakeConn(999))
+        with pytest.raises(PoolError):
+            pool.discard(FakeConn(998))
+        await pool.putconn(conn)
+        with pytest.raises(PoolError, match="already returned"):
+            await pool.putconn(conn)
+        await other.putconn(foreign)
+
+
+async def test_stats_has_the_documented_keys() -> None:
+    async with make_pool(min_size=1, max_size=3) as pool:
+        stats = pool.stats()
+    assert set(stats) == {
+        "pool_min",
+        "pool_max",
+        "pool_size",
+        "pool_available",
+        "requests_waiting",
+        "requests_num",
+        "requests_queued",
+        "requests_wait_ms",
+        "requests_errors",
+        "connections_num",
+        "connections_ms",
+        "connections_errors",
+        "connections_lost",
+        "returns_bad",
+        "usage_ms",
+        "connections_reused",
+        "reuse_rate",
+        "requests_cancelled",
+        "connections_discarded",
+    }
+    assert stats["pool_min"] == 1 and stats["pool_max"] == 3
+
+
+async def test_close_errors_are_swallowed() -> None:
+    connector = FakeConnector(close_raises=True)
+    pool = make_pool(connector, min_size=3, max_size=3)
+    await pool.open()
+    await pool.close()
+    assert len(connector.closed) == 3
+
+
+# -- concurrency and limits -------------------------------------------------------------------
+
+
+@pytest.mark.parametrize(("min_size", "max_size"), [(10, 50), (5, 20)])
+@pytest.mark.parametrize("tasks", [10, 25, 50, 75, 100])
+async def test_concurrent_acquires(min_size: int, max_size: int, tasks: int) -> None:
+    connector = FakeConnector(connect_delay=0.001)
+    pool = make_pool(connector, min_size=min_size, max_size=max_size, timeout=5)
+    in_use = peak = 0
+    seen: set[int] = set()
+
+    async def worker(i: int) -> int:
+        nonlocal in_use, peak
+        async with pool.acquire() as conn:
+            assert not conn.closed
+            in_use += 1
+            peak = max(peak, in_use)
+            seen.add(conn.id)
+            await asyncio.sleep(random.uniform(0, 0.01))
+            in_use -= 1
+        return i
+
+    async with pool:
+        results = await asyncio.gather(*(worker(i) for i in range(tasks)))
+        assert results == list(range(tasks))
+        await settle(pool)
+        stats = pool.stats()
+        assert peak <= max_size and connector.peak_open <= max_size
+        assert stats["pool_size"] == connector.open <= max_size
+        assert stats["pool_available"] == stats["pool_size"]  # everything came back
+        assert stats["requests_num"] == tasks
+        assert stats["requests_errors"] == 0
+        assert stats["connections_num"] == connector.made >= len(seen)
+        assert stats["connections_reused"] + connector.made >= tasks
+        assert stats["usage_ms"] > 0
+        if tasks > max_size:
+            assert stats["requests_queued"] > 0
+            assert stats["pool_size"] == max_size
+        assert_consistent(pool, connector)
+    assert connector.open == 0
+
+
+async def test_grows_lazily_and_never_beyond_max() -> None:
+    connector = FakeConnector(connect_delay=0.01)
+    async with make_pool(connector, min_size=0, max_size=3, timeout=2) as pool:
+        assert pool.size == 0
+        conns = await asyncio.gather(*(pool.getconn() for _ in range(3)))
+        assert pool.size == 3 and connector.made == 3
+        waiter = asyncio.create_task(pool.getconn())
+        await asyncio.sleep(0.05)
+        assert not waiter.done() and pool.size == 3 and connector.made == 3
+        assert pool.stats()["requests_waiting"] == 1
+        await pool.putconn(conns[0])
+        assert await waiter is conns[0]
+        for conn in [*conns[1:], conns[0]]:
+            await pool.putconn(conn)
+
+
+async def test_fifo_order_of_waiters() -> None:
+    async with make_pool(min_size=1, max_size=1, timeout=5) as pool:
+        first = await pool.getconn()
+        order: list[int] = []
+
+        async def waiter(i: int) -> None:
+            async with pool.acquire():
+                order.append(i)
+                await asyncio.sleep(0)
+
+        tasks = []
+        for i in range(20):
+            tasks.append(asyncio.create_task(waiter(i)))
+            await asyncio.sleep(0)  # let it queue before the next one arrives
+        assert pool.stats()["requests_waiting"] == 20
+        await pool.putconn(first)
+        await asyncio.gather(*tasks)
+        assert order == list(range(20))
+
+
+async def test_returned_conn_goes_to_waiter_not_to_a_newcomer() -> None:
+    async with make_pool(min_size=1, max_size=1, timeout=5) as pool:
+        conn = await pool.getconn()
+        waiter = asyncio.create_task(pool.getconn())
+        await asyncio.sleep(0)
+        await pool.putconn(conn)  # handed to the waiter's future, not parked in idle
+        assert pool.stats()["pool_available"] == 0
+        newcomer = asyncio.create_task(pool.getconn())
+        assert await waiter is conn
+        await asyncio.sleep(0.01)
+        assert not newcomer.done()
+        await pool.putconn(conn)
+        assert await newcomer is conn
+        await pool.putconn(conn)
+
+
+async def test_timeout_is_tight_and_informative() -> None:
+    async with make_pool(min_size=1, max_size=1) as pool:
+        held = await pool.getconn()
+        start = time.perf_counter()
+        with pytest.raises(PoolTimeout) as info:
+            await pool.getconn(timeout=0.2)
+        elapsed = time.perf_counter() - start
+        assert 0.2 <= elapsed <= 0.3, elapsed
+        message = str(info.value)
+        assert "'test'" in message and "0.2s" in message and "1/1" in message
+        assert "waiting" in message
+        assert isinstance(info.value, TimeoutError)
+        stats = pool.stats()
+        assert stats["requests_errors"] == 1 and stats["requests_waiting"] == 0
+        assert stats["requests_wait_ms"] >= 200
+        await pool.putconn(held)
+        assert_consistent(pool, pool._connector)  # type: ignore[arg-type]
+
+
+async def test_default_timeout_from_config() -> None:
+    async with make_pool(min_size=1, max_size=1, timeout=0.05) as pool:
+        held = await pool.getconn()
+        with pytest.raises(PoolTimeout):
+            async with pool.acquire():
+                pass
+        await pool.putconn(held)
+
+
+async def test_max_waiting_raises_too_many_requests_at_once() -> None:
+    async with make_pool(min_size=1, max_size=1, max_waiting=2, timeout=5) as pool:
+        held = await pool.getconn()
+        waiters = [asyncio.create_task(pool.getconn()) for _ in range(2)]
+        await asyncio.sleep(0)
+        start = time.perf_counter()
+        with pytest.raises(TooManyRequests, match="max_waiting=2"):
+            await pool.getconn()
+        assert time.perf_counter() - start < 0.05
+        assert pool.stats()["requests_errors"] == 1
+        await pool.putconn(held)
+        for w in waiters:
+            await pool.putconn(await w)
+
+
+# -- cancellation --------------------------------------------------------------------------
+
+
+async def test_cancellation_storm_leaks_nothing() -> None:
+    rng = random.Random(1234)
+    connector = FakeConnector(connect_delay=0.0005)
+    pool = make_pool(connector, min_size=5, max_size=20, timeout=10)
+    tainted_seen: list[FakeConn] = []
+    completed = 0
+
+    async def worker() -> None:
+        nonlocal completed
+        async with pool.acquire() as conn:
+            if conn.tainted or conn.closed:
+                tainted_seen.append(conn)
+            conn.tainted = True  # "mid-transaction": only a clean exit clears it
+            await asyncio.sleep(rng.uniform(0, 0.004))
+            conn.tainted = False
+        completed += 1
+
+    async with pool:
+        loop = asyncio.get_running_loop()
+        tasks = [asyncio.create_task(worker()) for _ in range(1000)]
+        victims = rng.sample(tasks, 500)
+        for task in victims:  # cancelled while queued, while being handed over, or mid-use
+            loop.call_later(rng.uniform(0, 0.15), task.cancel)
+        results = await asyncio.gather(*tasks, return_exceptions=True)
+        cancelled = sum(isinstance(r, asyncio.CancelledError) for r in results)
+        assert cancelled + completed == 1000
+        assert not [r for r in results if isinstance(r, Exception)]
+        assert cancelled > 50  # the storm really happened
+        await settle(pool)
+
+        assert tainted_seen == []  # a conn cancelled mid-use was never handed out again
+        stats = pool.stats()
+        assert stats["pool_size"] == stats["pool_available"] + len(pool._used)
+        assert len(pool._used) == 0
+        assert connector.open == stats["pool_size"]
+        assert connector.peak_open <= 20
+        assert stats["requests_cancelled"] > 0 and stats["connections_discarded"] > 0
+        assert_consistent(pool, connector)
+        tainted_closed = [c for c in connector.closed if c.tainted]
+        assert tainted_closed and all(c.closed for c in tainted_closed)
+        assert not any(h.conn.tainted for h in pool._idle)
+
+        # Still serves, at full width.
+        conns = await asyncio.gather(*(pool.getconn(timeout=2) for _ in range(20)))
+        assert len({c.id for c in conns}) == 20
+        for conn in conns:
+            await pool.putconn(conn)
+    assert connector.open == 0
+
+
+async def test_cancelled_mid_use_conn_is_discarded_not_reused() -> None:
+    connector = FakeConnector()
+    async with make_pool(connector, min_size=1, max_size=1) as pool:
+        got: list[FakeConn] = []
+
+        async def body() -> None:
+            async with pool.acquire() as conn:
+                got.append(conn)
+                await asyncio.sleep(10)
+
+        task = asyncio.create_task(body())
+        await asyncio.sleep(0.01)
+        task.cancel()
+        with pytest.raises(asyncio.CancelledError):
+            await task
+        await settle(pool)
+        assert got[0].closed and connector.resets == 0
+        assert pool.stats()["connections_discarded"] == 1
+        async with pool.acquire() as conn:
+            assert conn is not got[0] and not conn.closed
+        assert_consistent(pool, connector)
+
+
+async def test_cancelled_during_reset_discards() -> None:
+    class SlowReset(FakeConnector):
+        async def reset(self, conn: FakeConn) -> bool:
+            await asyncio.sleep(10)
+            return True
+
+    connector = SlowReset()
+    async with make_pool(connector, min_size=1, max_size=1) as pool:
+        conn = await pool.getconn()
+        task = asyncio.create_task(pool.putconn(conn))
+        await asyncio.sleep(0.01)
+        task.cancel()
+        with pytest.raises(asyncio.CancelledError):
+            await task
+        await settle(pool)
+        assert conn.closed and pool.size == 1 and connector.open == 1
+        assert_consistent(pool, connector)
+
+
+async def test_handover_to_a_cancelled_waiter_goes_to_the_next() -> None:
+    connector = FakeConnector()
+    async with make_pool(connector, min_size=1, max_size=1, timeout=5) as pool:
+        conn = await pool.getconn()
+        w1 = asyncio.create_task(pool.getconn())
+        await asyncio.sleep(0)
+        w2 = asyncio.create_task(pool.getconn())
+        await asyncio.sleep(0)
+        await pool.putconn(conn)  # resolves w1's future synchronously...
+        w1.cancel()  # ...and w1 is cancelled before it could run
+        with pytest.raises(asyncio.CancelledError):
+            await w1
+        assert await w2 is conn
+        await pool.putconn(conn)
+        assert pool.stats()["requests_cancelled"] == 1
+        assert_consistent(pool, connector)
+
+
+async def test_cancelled_waiter_leaves_the_queue() -> None:
+    async with make_pool(min_size=1, max_size=1, timeout=5) as pool:
+        conn = await pool.getconn()
+        waiter = asyncio.create_task(pool.getconn())
+        await asyncio.sleep(0.01)
+        assert pool.stats()["requests_waiting"] == 1
+        waiter.cancel()
+        with pytest.raises(asyncio.CancelledError):
+            await waiter
+        assert pool.stats()["requests_waiting"] == 0
+        await pool.putconn(conn)
+        assert pool.stats()["pool_available"] == 1
+
+
+async def test_body_exception_still_resets_and_reuses() -> None:
+    connector = FakeConnector()
+    async with make_pool(connector, min_size=1, max_size=1) as pool:
+        with pytest.raises(ValueError):
+            async with pool.acquire() as conn:
+                raise ValueError("boom")
+        assert connector.resets == 1 and not conn.closed
+        async with pool.acquire() as again:
+            assert again is conn
+
+
+# -- return path: reset, discard ----------------------------------------------------------
+
+
+async def test_reset_false_or_raising_discards_and_counts_returns_bad() -> None:
+    class RaisingReset(FakeConnector):
+        async def reset(self, conn: FakeConn) -> bool:
+            if conn.dirty:
+                raise RuntimeError("rollback failed")
+            return True
+
+    for connector in (FakeConnector(), RaisingReset()):
+        async with make_pool(connector, min_size=1, max_size=1) as pool:
+            async with pool.acquire() as conn:
+                conn.dirty = True
+            await settle(pool)
+            assert conn.closed
+            stats = pool.stats()
+            assert stats["returns_bad"] == 1 and stats["connections_discarded"] == 1
+            assert pool.size == 1 and connector.open == 1  # refilled to min_size
+            async with pool.acquire() as fresh:
+                assert fresh is not conn
+
+
+async def test_discard_marks_conn_for_closing() -> None:
+    connector = FakeConnector()
+    async with make_pool(connector, min_size=0, max_size=2) as pool:
+        async with pool.acquire() as conn:
+            pool.discard(conn)  # e.g. a Kuzu BEGIN failed on it
+        other = await pool.getconn()
+        await pool.putconn(other, discard=True)
+        await settle(pool)
+        assert conn.closed and other.closed and connector.resets == 0
+        assert pool.size == 0 and pool.stats()["connections_discarded"] == 2
+
+
+async def test_waiter_gets_replacement_when_returned_conn_is_discarded() -> None:
+    connector = FakeConnector()
+    async with make_pool(connector, min_size=0, max_size=1, timeout=2) as pool:
+        conn = await pool.getconn()
+        waiter = asyncio.create_task(pool.getconn())
+        await asyncio.sleep(0)
+        await pool.putconn(conn, discard=True)
+        fresh = await waiter
+        assert fresh is not conn and not fresh.closed
+        await pool.putconn(fresh)
+        assert_consistent(pool, connector)
+
+
+# -- recycling ------------------------------------------------------------------------------
+
+
+async def test_max_uses_recycles() -> None:
+    connector = FakeConnector()
+    async with make_pool(connector, min_size=1, max_size=1, max_uses=3) as pool:
+        ids = []
+        for _ in range(7):
+            async with pool.acquire() as conn:
+                ids.append(conn.id)
+            await settle(pool)
+        assert ids == [1, 1, 1, 2, 2, 2, 3]
+        assert connector.open == 1 and pool.size == 1
+
+
+async def test_max_lifetime_recycles_on_checkout_and_return() -> None:
+    connector = FakeConnector()
+    async with make_pool(
+        connector, min_size=1, max_size=1, max_lifetime=0.05, lifetime_jitter=0
+    ) as pool:
+        async with pool.acquire() as first:
+            pass
+        await asyncio.sleep(0.07)  # expires while idle: recycled on checkout
+        async with pool.acquire() as second:
+            assert second is not first
+            await asyncio.sleep(0.07)  # expires while in use: recycled on return
+        await settle(pool)
+        assert first.closed and second.closed
+        async with pool.acquire() as third:
+            assert third not in (first, second)
+        assert_consistent(pool, connector)
+
+
+async def test_lifetime_jitter_spreads_deadlines() -> None:
+    async with make_pool(min_size=20, max_size=20, max_lifetime=100, lifetime_jitter=0.1) as pool:
+        deadlines = [h.deadline for h in pool._idle]
+        spans = [d - min(deadlines) for d in deadlines]
+        assert max(spans) > 0.5  # jittered, not all equal
+        assert max(spans) <= 10.5
+
+
+async def test_shrink_idle() -> None:
+    connector = FakeConnector()
+    async with make_pool(connector, min_size=2, max_size=10, max_idle=0.05) as pool:
+        conns = await asyncio.gather(*(pool.getconn() for _ in range(6)))
+        for conn in conns:
+            await pool.putconn(conn)
+        assert pool.size == 6
+        assert await pool.shrink_idle() == 0  # nobody idle long enough yet
+        await asyncio.sleep(0.07)
+        async with pool.acquire():  # the most recently used one is reused (LIFO)...
+            pass
+        assert await pool.shrink_idle() == 4  # ...so it survives; the rest go down to min
+        assert pool.size == 2 and connector.open == 2
+        assert await pool.shrink_idle() == 0
+        await pool.resize(0, 10)
+        assert await pool.shrink_idle(force=True) == 2
+        assert pool.size == 0 and connector.open == 0
+
+
+async def test_resize() -> None:
+    connector = FakeConnector()
+    async with make_pool(connector, min_size=1, max_size=2, timeout=2) as pool:
+        await pool.resize(4, 6)
+        await settle(pool)
+        assert pool.size == 4 and pool.stats()["pool_max"] == 6
+        held = await asyncio.gather(*(pool.getconn() for _ in range(3)))
+        await pool.resize(1, 2)  # one idle conn closes now, a busy one on return
+        assert pool.size == 3
+        for conn in held:
+            await pool.putconn(conn)
+        await settle(pool)
+        assert pool.size == 2 and connector.open == 2
+
+
+# -- health -----------------------------------------------------------------------------------
+
+
+async def test_check_discards_broken_idle_and_refills() -> None:
+    connector = FakeConnector()
+    async with make_pool(connector, min_size=3, max_size=5) as pool:
+        broken = pool._idle[0].conn
+        broken.broken = True
+        result = await pool.check()
+        assert result == {"ok": True, "checked": 3, "discarded": 1, "error": None}
+        await settle(pool)
+        assert broken.closed and pool.size == 3 and connector.open == 3
+        assert pool.stats()["connections_lost"] == 1
+        assert all(not h.conn.broken for h in pool._idle)
+
+        connector.fail = 10  # store down: every idle conn broken and no reconnect
+        for h in pool._idle:
+            h.conn.broken = True
+        result = await pool.check()
+        assert not result["ok"] and result["discarded"] == 3
+        assert "cannot connect" in result["error"]
+        await settle(pool)
+        assert pool.size == 0 and connector.open == 0
+        connector.fail = 0
+        assert (await pool.check())["ok"] and pool.size == 3
+    assert (await pool.check())["ok"] is False
+
+
+async def test_check_on_checkout_replaces_broken_conn() -> None:
+    connector = FakeConnector()
+    async with make_pool(connector, min_size=1, max_size=2, check_on_checkout=True) as pool:
+        async with pool.acquire() as conn:
+            pass
+        conn.broken = True
+        async with pool.acquire() as fresh:
+            assert fresh is not conn and not fresh.broken
+        await settle(pool)
+        assert conn.closed and pool.stats()["connections_lost"] == 1
+        assert_consistent(pool, connector)
+
+
+# -- connect failures ------------------------------------------------------------------------
+
+
+async def test_connect_failure_raises_store_unavailable_without_phantom_size() -> None:
+    connector = FakeConnector(fail=1)
+    async with make_pool(connector, min_size=0, max_size=2, timeout=2) as pool:
+        with pytest.raises(StoreUnavailable, match=r"\[fake\] cannot connect: connection refused"):
+            await pool.getconn()
+        stats = pool.stats()
+        assert stats["connections_errors"] == 1 and stats["pool_size"] == 0
+        assert stats["requests_errors"] == 1
+        conn = await pool.getconn()  # the store is back
+        assert pool.size == 1
+        await pool.putconn(conn)
+
+
+async def test_open_failure_raises_and_leaves_pool_unopened() -> None:
+    connector = FakeConnector(fail=1)
+    pool = make_pool(connector, min_size=3, max_size=3)
+    with pytest.raises(StoreUnavailable):
+        await pool.open()
+    await settle(pool)
+    assert pool.closed and pool.size == 0 and connector.open == 0
+    await pool.open()  # retry works
+    assert pool.size == 3
+    await pool.close()
+    assert connector.open == 0
+
+
+async def test_open_without_wait_fills_in_background() -> None:
+    connector = FakeConnector(connect_delay=0.01)
+    pool = make_pool(connector, min_size=3, max_size=3)
+    await pool.open(wait=False)
+    assert pool.size == 3 and connector.open == 0  # slots taken, connections coming
+    await settle(pool)
+    assert connector.open == 3 and pool.stats()["pool_available"] == 3
+    assert pool.stats()["connections_ms"] >= 10
+    await pool.close()
+
+
+async def test_connect_timeout() -> None:
+    connector = FakeConnector(hang=True)
+    async with make_pool(connector, min_size=0, max_size=1, connect_timeout=0.05) as pool:
+        with pytest.raises(StoreUnavailable, match=r"timed out after 0\.05s"):
+            await pool.getconn(timeout=1)
+        assert pool.size == 0
+
+
+async def test_cancelled_requester_does_not_waste_the_new_connection() -> None:
+    connector = FakeConnector(connect_delay=0.05)
+    async with make_pool(connector, min_size=0, max_size=1, timeout=2) as pool:
+        task = asyncio.create_task(pool.getconn())
+        await asyncio.sleep(0.01)
+        task.cancel()
+        with pytest.raises(asyncio.CancelledError):
+            await task
+        await settle(pool)
+        assert pool.stats()["pool_available"] == 1 and connector.open == 1
+
+
+# -- close ----------------------------------------------------------------------------------
+
+
+async def test_close_waits_for_checked_out_conn() -> None:
+    connector = FakeConnector()
+    pool = make_pool(connector, min_size=2, max_size=2)
+    await pool.open()
+    conn = await pool.getconn()
+    closing = asyncio.create_task(pool.close(timeout=5))
+    await asyncio.sleep(0.05)
+    assert not closing.done() and pool.closed
+    assert connector.open == 1  # the idle one is already closed
+    with pytest.raises(PoolClosed):
+        await pool.getconn()
+    start = time.perf_counter()
+    await pool.putconn(conn)
+    await closing
+    assert time.perf_counter() - start < 0.1
+    assert conn.closed and connector.open == 0 and pool.size == 0
+
+
+async def test_close_timeout_force_closes_and_late_return_is_quiet() -> None:
+    connector = FakeConnector()
+    pool = make_pool(connector, min_size=1, max_size=1)
+    await pool.open()
+    async with pool.acquire() as conn:
+        start = time.perf_counter()
+        await pool.close(timeout=0.05)
+        assert 0.05 <= time.perf_counter() - start < 0.2
+        assert conn.closed and connector.open == 0
+    await pool.close()
+
+
+async def test_close_fails_waiters() -> None:
+    async with make_pool(min_size=1, max_size=1, timeout=5) as pool:
+        conn = await pool.getconn()
+        waiters = [asyncio.create_task(pool.getconn()) for _ in range(3)]
+        await asyncio.sleep(0.01)
+        closing = asyncio.create_task(pool.close())
+        for w in waiters:
+            with pytest.raises(PoolClosed):
+                await w
+        await pool.putconn(conn)
+        await closing
+
+
+async def test_concurrent_close_calls_both_wait() -> None:
+    connector = FakeConnector()
+    pool = make_pool(connector, min_size=1, max_size=1)
+    await pool.open()
+    conn = await pool.getconn()
+    first = asyncio.create_task(pool.close())
+    second = asyncio.create_task(pool.close())
+    await asyncio.sleep(0.02)
+    assert not first.done() and not second.done()
+    await pool.putconn(conn)
+    await asyncio.gather(first, second)
+    assert connector.open == 0
+
+
+# -- reuse ------------------------------------------------------------------------------------
+
+
+async def test_reuse_rate() -> None:
+    async with make_pool(min_size=1, max_size=1) as pool:
+        for _ in range(10):
+            async with pool.acquire():
+                pass
+        stats = pool.stats()
+        assert stats["connections_reused"] == 9
+        assert stats["reuse_rate"] == pytest.approx(0.9)
+        assert stats["requests_num"] == 10 and stats["connections_num"] == 1
+
+
+# -- more races and edges --------------------------------------------------------------------
+
+
+async def test_timer_firing_after_handover_is_a_no_op() -> None:
+    connector = FakeConnector()
+    async with make_pool(connector, min_size=1, max_size=1, timeout=5) as pool:
+        conn = await pool.getconn()
+        waiter = asyncio.create_task(pool.getconn(timeout=0.5))
+        await asyncio.sleep(0)
+        fut = pool._waiting[0]
+        await pool.putconn(conn)  # the hand-over resolves the future...
+        pool._on_wait_timeout(fut, 0.5)  # ...and the timer fires in the same tick
+        assert await waiter is conn
+        assert pool.stats()["requests_errors"] == 0
+        await pool.putconn(conn)
+        assert_consistent(pool, connector)
+
+
+async def test_base_exception_in_body_discards() -> None:
+    class Interrupt(BaseException):
+        pass
+
+    connector = FakeConnector()
+    async with make_pool(connector, min_size=1, max_size=1) as pool:
+        with pytest.raises(Interrupt):
+            async with pool.acquire() as conn:
+                raise Interrupt
+        await settle(pool)
+        assert conn.closed and connector.resets == 0
+        assert_consistent(pool, connector)
+
+
+async def test_close_cancels_pending_connects_and_fails_their_waiters() -> None:
+    connector = FakeConnector(hang=True)
+    pool = make_pool(connector, min_size=0, max_size=2, timeout=10)
+    await pool.open()
+    waiter = asyncio.create_task(pool.getconn())
+    await asyncio.sleep(0.01)
+    assert pool.size == 1  # the slot of the connect under way
+    await asyncio.wait_for(pool.close(), 1)
+    with pytest.raises(PoolClosed):
+        await waiter
+    assert pool.size == 0 and pool._connects == set()
+
+
+async def test_check_cancelled_mid_ping_leaks_nothing() -> None:
+    class SlowCheck(FakeConnector):
+        async def check(self, conn: FakeConn) -> None:
+            await asyncio.sleep(10)
+
+    connector = SlowCheck()
+    async with make_pool(connector, min_size=3, max_size=3) as pool:
+        task = asyncio.create_task(pool.check())
+        await asyncio.sleep(0.01)
+        assert pool.stats()["pool_available"] == 0  # taken out while pinged
+        task.cancel()
+        with pytest.raises(asyncio.CancelledError):
+            await task
+        await settle(pool)
+        assert pool.size == 3 and connector.open == 3
+        assert_consistent(pool, connector)
+
+
+async def test_connect_failure_goes_to_the_oldest_waiter() -> None:
+    connector = FakeConnector(connect_delay=0.01, fail=1)
+    async with make_pool(connector, min_size=0, max_size=2, timeout=2) as pool:
+        first = asyncio.create_task(pool.getconn())
+        await asyncio.sleep(0)
+        second = asyncio.create_task(pool.getconn())
+        with pytest.raises(StoreUnavailable):
+            await first
+        conn = await second
+        await pool.putconn(conn)
+        stats = pool.stats()
+        assert stats["connections_errors"] == 1 and stats["pool_size"] == 1
+        assert stats["requests_num"] == 2 and stats["requests_errors"] == 1
+
+
+async def test_requests_num_counts_failures_and_waits() -> None:
+    async with make_pool(min_size=1, max_size=1) as pool:
+        conn = await pool.getconn()
+        with pytest.raises(PoolTimeout):
+            await pool.getconn(timeout=0.01)
+        waiter = asyncio.create_task(pool.getconn(timeout=1))
+        await asyncio.sleep(0)
+        assert pool.stats()["requests_num"] == 3  # one served, one failed, one waiting
+        await pool.putconn(conn)
+        await pool.putconn(await waiter)
+        stats = pool.stats()
+        assert stats["requests_num"] == 3 and stats["requests_queued"] == 2
+        assert stats["connections_reused"] == 1
+
+
+async def test_negative_acquire_timeout_is_rejected() -> None:
+    async with make_pool(min_size=1, max_size=1) as pool:
+        conn = await pool.getconn()
+        with pytest.raises(PoolError, match="timeout"):
+            await pool.getconn(timeout=-1)
+        await pool.putconn(conn)
+
+
+async def test_grow_adds_connections_within_max() -> None:
+    connector = FakeConnector()
+    async with make_pool(connector, min_size=0, max_size=3) as pool:
+        assert await pool.grow(2) == 2 and pool.size == 2
+        assert await pool.grow(5) == 1 and pool.size == 3
+        assert await pool.grow(1) == 0
+        assert_consistent(pool, connector)
+    assert await pool.grow(1) == 0
+
+
+async def test_check_probes_an_empty_pool() -> None:
+    connector = FakeConnector(fail=1)
+    async with make_pool(connector, min_size=0, max_size=2) as pool:
+        result = await pool.check()
+        assert not result["ok"] and "cannot connect" in result["error"]
+        assert pool.size == 0
+        result = await pool.check()
+        assert result == {"ok": True, "checked": 0, "discarded": 0, "error": None}
+        assert pool.stats()["pool_available"] == 1
