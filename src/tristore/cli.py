@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import importlib
 import json
 import sys
 
@@ -55,6 +56,17 @@ def doctor(ctx: click.Context, as_json: bool) -> None:
     if failed:
         sys.exit(1)
 
+
+# Subcommands that live with the code they drive; each module exposes a click ``command``.
+_COMMAND_MODULES: tuple[str, ...] = ()
+
+
+def _register() -> None:
+    for module in _COMMAND_MODULES:
+        main.add_command(importlib.import_module(module).command)
+
+
+_register()
 
 if __name__ == "__main__":  # pragma: no cover
     main()
