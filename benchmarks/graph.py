@@ -121,13 +121,16 @@ class GraphBulkCopy(AsyncBench):
         self.dataset = schema.generate("medium", 7)
         self.engine = require(engine, "Database")
         self.setup_loop()
+        self.copies = 0
 
     def teardown(self, engine: str) -> None:
         self.teardown_loop()
 
     def time_copy_medium(self, engine: str) -> None:
         """COPY FROM CSV of the medium data set (3k nodes, ~33k edges) into a fresh database."""
-        target = Path(self.tmpdir) / f"copy-{id(object())}"
+        self.copies += 1
+        target = Path(self.tmpdir) / f"copy-{self.copies}"
+        target.mkdir()
         db = self.engine.Database(str(target / "graph.kuzu"))
         conn = self.engine.Connection(db)
         self.schema.apply_graph_schema(conn)

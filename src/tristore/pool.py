@@ -231,6 +231,18 @@ class _Acquire(Generic[C]):
             and not holder.discard
             and not pool._closed
         ):
+            if not pool._reset_on_return:
+                # Pool._reuse, inlined for the common case: straight back to idle.
+                if (
+                    not pool._waiting
+                    and holder.uses < pool._max_uses
+                    and now < holder.deadline
+                    and pool._nconns <= pool._max_size
+                ):
+                    pool._idle.append(holder)
+                else:
+                    pool._reuse(holder, True)
+                return
             try:
                 ok = await pool._connector.reset(holder.conn)
             except Exception as err:
@@ -258,6 +270,9 @@ class Pool(Generic[C]):
         name: str | None = None,
     ) -> None:
         self._connector = connector
+        # A connector whose connections cannot be left dirty by a body that exited normally
+        # sets ``reset_on_return = False`` and saves an await on every return.
+        self._reset_on_return = bool(getattr(connector, "reset_on_return", True))
         self._config = config if config is not None else PoolConfig()
         self._name = name if name is not None else f"{connector.store}-{next(_pool_ids)}"
         self._load_limits()
@@ -604,6 +619,9 @@ class Pool(Generic[C]):
         this method.
         """
         if self._release(holder, discard):
+            if not self._reset_on_return:
+                self._reuse(holder, True)
+                return
             try:
                 ok = await self._connector.reset(holder.conn)
             except Exception as exc:

@@ -99,6 +99,9 @@ class _RedisConnector:
         except Exception as exc:
             raise translate(exc, self.cache.where) from exc
 
+    # Nothing a normal exit can leave behind: failures discard the connection explicitly.
+    reset_on_return = False
+
     async def reset(self, conn: Any) -> bool:
         return True
 

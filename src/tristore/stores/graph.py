@@ -150,6 +150,9 @@ class _GraphConnector:
     async def check(self, conn: Any) -> None:
         await self.graph.run(conn, lambda c: c.execute("RETURN 1").get_all())
 
+    # Nothing a normal exit can leave behind: failures discard the connection explicitly.
+    reset_on_return = False
+
     async def reset(self, conn: Any) -> bool:
         return True
 

@@ -1,0 +1,145 @@
+"""The pool contract: checkout + return for each store, uncontended and contended.
+
+``PoolFloor`` times a bare ``asyncio.Queue`` pool the same way: the cost a pool cannot go below.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from typing import Any
+
+from .common import AsyncBench, require, settings_in
+
+CHECKOUTS = 1000  # checkouts per timed call (uncontended)
+CONTENDED_OPS = 20  # checkouts per task (contended)
+
+
+class _Blank:
+    """Connections that cost nothing, so only the pool is measured."""
+
+    store = "bench"
+    reset_on_return = False
+
+    async def connect(self) -> object:
+        return object()
+
+    async def close(self, conn: object) -> None:
+        return None
+
+    async def check(self, conn: object) -> None:
+        return None
+
+    async def reset(self, conn: object) -> bool:
+        return True
+
+
+class _QueuePool:
+    """The floor: a bare ``asyncio.Queue`` pool with the same ``async with acquire()`` shape."""
+
+    def __init__(self, size: int) -> None:
+        self.queue: asyncio.Queue[object] = asyncio.Queue()
+        for _ in range(size):
+            self.queue.put_nowait(object())
+
+    def acquire(self) -> _QueueCheckout:
+        return _QueueCheckout(self.queue)
+
+
+class _QueueCheckout:
+    __slots__ = ("conn", "queue")
+
+    def __init__(self, queue: asyncio.Queue[object]) -> None:
+        self.queue = queue
+
+    async def __aenter__(self) -> object:
+        self.conn = await self.queue.get()
+        return self.conn
+
+    async def __aexit__(self, *exc: object) -> None:
+        self.queue.put_nowait(self.conn)
+
+
+class PoolFloor(AsyncBench):
+    def setup(self) -> None:
+        self.setup_loop()
+        self.pool = _QueuePool(10)
+
+    def teardown(self) -> None:
+        self.teardown_loop()
+
+    def time_queue_pool_x1000(self) -> None:
+        async def many() -> None:
+            pool = self.pool
+            for _ in range(CHECKOUTS):
+                async with pool.acquire():
+                    pass
+
+        self.run(many())
+
+
+class PoolCheckout(AsyncBench):
+    """tristore's pool with stats on, over connections that cost nothing."""
+
+    def setup(self) -> None:
+        pool = require("tristore.pool", "Pool", "PoolConfig")
+        self.setup_loop()
+        self.pool: Any = pool.Pool(_Blank(), pool.PoolConfig(min_size=10, max_size=10))
+        self.run(self.pool.open())
+
+    def teardown(self) -> None:
+        self.run(self.pool.close())
+        self.teardown_loop()
+
+    def time_acquire_release_x1000(self) -> None:
+        async def many() -> None:
+            pool = self.pool
+            for _ in range(CHECKOUTS):
+                async with pool.acquire():
+                    pass
+
+        self.run(many())
+
+
+class StorePoolContended(AsyncBench):
+    """``concurrency`` tasks each checking out ``CONTENDED_OPS`` times from a real store's pool."""
+
+    params = [["sqlite", "graph", "redis"], [5, 20], [10, 50, 100]]
+    param_names = ["store", "pool_max", "concurrency"]
+
+    def setup(self, store: str, pool_max: int, concurrency: int) -> None:
+        stores = require("tristore.stores", "SQLiteStore", "GraphStore", "CacheStore")
+        pool_mod = require("tristore.pool", "PoolConfig")
+        self.setup_loop()
+        config = pool_mod.PoolConfig(min_size=min(5, pool_max), max_size=pool_max)
+        settings = settings_in(self.tmpdir, redis={"pool_min": 1, "pool_max": pool_max})
+        if store == "sqlite":
+            self.store: Any = stores.SQLiteStore(settings, reader_pool=config)
+            self.pool = self.store.readers
+        elif store == "graph":
+            self.store = stores.GraphStore(settings, reader_pool=config)
+            self.pool = self.store.readers
+        else:
+            self.store = stores.CacheStore(settings)
+            self.pool = self.store.pool
+        self.run(self.store.open())
+
+    def teardown(self, store: str, pool_max: int, concurrency: int) -> None:
+        self.run(self.store.close())
+        self.teardown_loop()
+
+    def time_checkout_return(self, store: str, pool_max: int, concurrency: int) -> None:
+        async def task() -> None:
+            for _ in range(CONTENDED_OPS):
+                async with self.pool.acquire():
+                    await asyncio.sleep(0)
+
+        async def all_tasks() -> None:
+            await asyncio.gather(*(task() for _ in range(concurrency)))
+
+        self.run(all_tasks())
+
+    def track_peak_pool_size(self, store: str, pool_max: int, concurrency: int) -> int:
+        self.time_checkout_return(store, pool_max, concurrency)
+        return int(self.pool.stats()["pool_size"])
+
+    track_peak_pool_size.unit = "connections"  # type: ignore[attr-defined]
