@@ -154,3 +154,41 @@ async def test_unknown_engine_not_installed(tmp_path: Path) -> None:
     else:  # pragma: no cover - only where ladybug is installed
         async with GraphStore(settings) as g:
             assert await g.query_rows("RETURN 1") == [[1]]
+
+
+_CANCEL_THEN_CLOSE = """
+import asyncio, sys
+from tristore.stores import GraphStore
+from tristore.testing import store_settings
+
+async def main() -> None:
+    for i in range(10):
+        g = GraphStore(store_settings(sys.argv[1] + f"/{i}"))
+        await g.open()
+        await g.execute(
+            "UNWIND range(1, 3000) AS i CREATE (:Customer {id: i, name: 'x', tier: 'gold'})"
+        )
+        slow = "MATCH (a:Customer), (b:Customer) WHERE a.id < 200 RETURN count(*)"
+        tasks = [asyncio.create_task(g.query_rows(slow)) for _ in range(6)]
+        await asyncio.sleep(0.005)
+        for t in tasks:
+            t.cancel()
+        await g.close()
+    print("survived")
+
+asyncio.run(main())
+"""
+
+
+def test_cancelled_queries_then_close_do_not_crash(tmp_path: Path) -> None:
+    # Closing a connection or database under a query still running in a worker thread
+    # segfaults Kuzu; run in a child so a crash fails this test instead of the worker.
+    done = subprocess.run(
+        [sys.executable, "-c", _CANCEL_THEN_CLOSE, str(tmp_path)],
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+    assert done.returncode == 0, done.stderr[-2000:]
+    assert done.stdout.strip() == "survived"
+    assert "never retrieved" not in done.stderr

@@ -18,6 +18,7 @@ import importlib
 import threading
 from collections.abc import Callable, Mapping, Sequence
 from concurrent.futures import ThreadPoolExecutor
+from functools import partial
 from pathlib import Path
 from types import ModuleType
 from typing import Any, TypeVar
@@ -145,6 +146,13 @@ class _GraphConnector:
         )
 
     async def close(self, conn: Any) -> None:
+        # A cancelled caller leaves its query running in a worker thread; closing the connection
+        # (or the database) under it segfaults, so interrupt it and wait for the thread first.
+        running = self.graph._running.get(id(conn))
+        if running is not None and not running.done():
+            with contextlib.suppress(Exception):
+                conn.interrupt()
+            await asyncio.wait([running])
         conn.close()
 
     async def check(self, conn: Any) -> None:
@@ -173,6 +181,8 @@ class GraphStore:
         self._key: tuple[str, str] | None = None
         readers = settings.graph.readers
         self._executor: ThreadPoolExecutor | None = None
+        # id(connection) -> its query still running in a worker thread (see _GraphConnector.close)
+        self._running: dict[int, asyncio.Future[Any]] = {}
         self._workers = readers + 1
         self.writer: Pool[Any] = Pool(
             _GraphConnector(self), PoolConfig(min_size=1, max_size=1), name="graph-writer"
@@ -209,13 +219,18 @@ class GraphStore:
     async def close(self) -> None:
         await self.readers.close()
         await self.writer.close()
+        # Every worker thread must be idle before the database goes: a query still running on
+        # a closing database segfaults.
+        if self._running:
+            await asyncio.wait(list(self._running.values()))
+            self._running.clear()
+        if self._executor is not None:
+            self._executor.shutdown(wait=True)
+            self._executor = None
         if self._key is not None:
             _release_database(self._key)
             self._key = None
             self.shared = None
-        if self._executor is not None:
-            self._executor.shutdown(wait=True)
-            self._executor = None
 
     async def __aenter__(self) -> GraphStore:
         await self.open()
@@ -227,7 +242,23 @@ class GraphStore:
     async def run(self, conn: Any, fn: Callable[[Any], T]) -> T:
         if self._executor is None:
             raise StoreUnavailable(STORE, "graph store is not open")
-        return await asyncio.get_running_loop().run_in_executor(self._executor, fn, conn)
+        future = asyncio.get_running_loop().run_in_executor(self._executor, fn, conn)
+        self._running[id(conn)] = future
+        try:
+            # Shielded: cancelling the caller must not mark the thread's future done while the
+            # query still runs (the connection's close waits for it).
+            return await asyncio.shield(future)
+        finally:
+            if future.done():
+                self._running.pop(id(conn), None)
+            else:  # the caller was cancelled; the thread finishes on its own
+                future.add_done_callback(partial(self._forget, id(conn)))
+
+    def _forget(self, key: int, future: asyncio.Future[Any]) -> None:
+        if self._running.get(key) is future:
+            del self._running[key]
+        if not future.cancelled():
+            future.exception()  # retrieved: an interrupted query is expected here, not news
 
     def _check(self, params: Mapping[str, Any] | None) -> None:
         check_values(STORE, params, self.settings.graph.max_value_bytes)
