@@ -25,20 +25,24 @@ lint: venv
 
 # The whole test suite against real stores (embedded Redis, Kuzu and SQLite in temp dirs).
 test: venv lint
-	$(PY) -m pytest -n 2 --dist loadgroup -q -rfEs
+	$(PY) -m pytest -n 2 -q -rfEs
 
-# asv needs a named machine; writing ~/.asv-machine.json once is idempotent.
+# asv needs a named machine. `asv machine --yes` would save the name alone (asv 0.6.6 keeps only
+# the fields given on its command line), so save asv's detected defaults under our name.
 machine: venv
-	@$(ASV) machine --machine $(MACHINE) --yes >/dev/null
+	@$(PY) -c 'import sys; from asv.machine import Machine, MachineCollection; d = Machine.get_defaults(); d["machine"] = sys.argv[1]; MachineCollection.save(sys.argv[1], d)' $(MACHINE)
 
 # Measure the current commit with asv (real results into results/), then publish the site.
 bench: machine
 	$(ASV) run --machine $(MACHINE) --show-stderr --skip-existing-commits HEAD^!
 	$(MAKE) site
 
+# asv publish, then vendor its CDN scripts from the npm registry so the site works offline.
 site: venv
-	$(ASV) publish
-	@echo "site: $(CURDIR)/.asv/html/index.html"
+	$(PY) -m tristore.cli site --no-serve
+
+serve-site: venv
+	$(PY) -m tristore.cli site --serve --port $(PORT)
 
 clean:
 	rm -rf .asv/html .pytest_cache

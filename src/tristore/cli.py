@@ -58,7 +58,11 @@ def doctor(ctx: click.Context, as_json: bool) -> None:
 
 
 # Subcommands that live with the code they drive; each module exposes a click ``command``.
-_COMMAND_MODULES: tuple[str, ...] = ()
+_COMMAND_MODULES: tuple[str, ...] = (
+    "tristore.harness.site",
+    "tristore.harness.regressions",
+    "tristore.harness.thresholds",
+)
 
 
 def _register() -> None:

@@ -86,12 +86,17 @@ class _RedisConnector:
         try:
             await client.ping()
         except BaseException as exc:
-            await client.aclose()
+            await client.aclose(close_connection_pool=True)
             raise translate(exc, self.cache.where) from exc
         return client
 
     async def close(self, conn: Any) -> None:
-        await conn.aclose()
+        if self.cache.cluster:
+            await conn.aclose()
+        else:
+            # The client does not own the one-socket pool we gave it: without this the socket
+            # stays open until garbage collection.
+            await conn.aclose(close_connection_pool=True)
 
     async def check(self, conn: Any) -> None:
         try:

@@ -1,0 +1,92 @@
+"""Repository tooling around asv: the offline site, regression reports, noise-derived thresholds.
+
+Nothing in the library imports this package. Its modules shell out to the venv's ``asv`` and read
+the files asv writes (results JSON, the published ``html_dir``), so they depend on asv's file
+formats, not on its Python API; those formats are pinned by ``asv==0.6.6`` in the dev extra.
+"""
+
+from __future__ import annotations
+
+import json
+import sys
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from tristore.errors import TristoreError
+
+__all__ = ["AsvPaths", "HarnessError", "asv_command", "asv_paths"]
+
+
+class HarnessError(TristoreError):
+    """A harness step cannot go on (missing tool, never-published site, unreadable results)."""
+
+
+@dataclass(frozen=True)
+class AsvPaths:
+    """The locations an ``asv.conf.json`` names, made absolute.
+
+    asv resolves relative paths against its working directory; every harness command runs asv
+    with ``cwd`` = the config's directory, so that is what relative paths are resolved against.
+    """
+
+    config: Path
+    root: Path
+    repo: Path
+    results_dir: Path
+    html_dir: Path
+    benchmark_dir: Path
+    raw: dict[str, Any] = field(repr=False, compare=False)
+
+
+def _load_json(path: Path) -> dict[str, Any]:
+    text = path.read_text(encoding="utf-8")
+    try:
+        data = json.loads(text)
+    except json.JSONDecodeError:
+        # asv also accepts // comments (``.jsonc`` style); defer to its own reader for those.
+        try:
+            from asv.util import load_json
+        except ImportError as exc:  # pragma: no cover - asv is in the dev extra
+            raise HarnessError(f"{path} is not plain JSON and asv is not installed") from exc
+        data = load_json(str(path), js_comments=True)
+    if not isinstance(data, dict):
+        raise HarnessError(f"{path}: expected a JSON object")
+    return data
+
+
+def asv_paths(config: Path | str = "asv.conf.json") -> AsvPaths:
+    """Read ``config`` and return its paths, with asv's defaults for keys it leaves out."""
+    path = Path(config).resolve()
+    if not path.is_file():
+        raise HarnessError(
+            f"asv config {path} not found (run from the repo root or pass --asv-config)"
+        )
+    raw = _load_json(path)
+    root = path.parent
+
+    def where(key: str, default: str) -> Path:
+        return (root / str(raw.get(key, default))).resolve()
+
+    return AsvPaths(
+        config=path,
+        root=root,
+        repo=where("repo", "."),
+        results_dir=where("results_dir", "results"),
+        html_dir=where("html_dir", "html"),
+        benchmark_dir=where("benchmark_dir", "benchmarks"),
+        raw=raw,
+    )
+
+
+def asv_command() -> list[str]:
+    """argv prefix that runs the asv of *this* interpreter's environment (the project venv).
+
+    A bare ``asv`` from PATH could belong to another Python whose asv version writes a different
+    results format; the script next to ``sys.executable`` is the one pinned in the dev extra.
+    """
+    sibling = Path(sys.executable).with_name("asv")
+    if sibling.is_file():
+        return [str(sibling)]
+    # ``python -m asv`` works whenever asv is importable here, even without its console script.
+    return [sys.executable, "-m", "asv"]

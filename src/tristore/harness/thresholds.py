@@ -1,0 +1,300 @@
+"""``tristore thresholds``: per-benchmark regression thresholds derived from measured noise.
+
+asv flags a regression when a step in a benchmark's history is both statistically detected and
+larger, as a ratio, than ``regressions_thresholds`` (default 5% for every benchmark). On a noisy
+2-core machine 5% is too tight for some benchmarks (false alarms) and needlessly loose for others.
+This module reads the asv results JSON files and proposes one threshold per benchmark.
+
+Derivation (all quantities relative to the benchmark's reported value, i.e. asv's median).
+
+For every result of a benchmark (one commit, one machine, one environment, one parameter
+combination), asv stores the 99% confidence interval of the median (``ci_99_a``, ``ci_99_b``) and
+the sample quartiles (``q_25``, ``q_75``). Per series, pooled across commits by the median (robust
+to the odd disturbed run):
+
+* ``ci``   = median of (ci_99_b - ci_99_a) / 2 / value: how precisely one run pins its median.
+* ``iqr``  = median of (q_75 - q_25) / value: the spread of single samples (reported only: asv
+  compares medians, whose noise ``ci`` and ``step`` measure directly).
+* ``step`` = median over consecutive commits (same benchmark code version) of
+  max(v2 / v1, v1 / v2) - 1: run-to-run noise that within-run statistics miss (CPU frequency,
+  page cache, the other core's load). asv's step detector already weighs each point by its own
+  CI, but knows nothing of this; it is what false alarms on a noisy machine are made of. The
+  median ignores the few consecutive pairs that hold a real change.
+
+  threshold = min(CAP, max(FLOOR, K_STEP * step, K_CI * ci)), rounded up to whole percent
+
+* K_STEP = 4: for normal noise the median |difference| of two runs is 0.674 of the difference's
+  standard deviation, so two runs of unchanged code differ by more than 4 x step with probability
+  P(|Z| > 2.7) = 0.7%.
+* K_CI = 2: two runs whose 99% intervals do not overlap differ by more than the sum of their
+  half-widths; below that asv's own statistics cannot tell the runs apart. This is the estimate
+  used when there are too few commits (< 3) for ``step``.
+* FLOOR = 0.05, asv's default: never more sensitive than that. CAP = 0.5: a 50% slowdown is
+  always worth a look; a benchmark capped here is flagged in the table as too noisy (raise its
+  ``repeat``/``rounds``).
+
+A parameterized benchmark gets the largest threshold of its parameter combinations, and with
+several machines the largest over machines, because asv's ``regressions_thresholds`` keys are
+regexes over benchmark names shared by all machines. asv applies the *maximum* threshold of every
+regex that matches, so the block keeps ``".*"`` at FLOOR and lists only benchmarks that need more.
+``track_`` benchmarks and ``--quick`` runs have no statistics and rely on ``step`` alone.
+"""
+
+from __future__ import annotations
+
+import itertools
+import json
+import math
+import re
+import statistics
+from collections import defaultdict
+from collections.abc import Iterable, Iterator, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import click
+
+from tristore.harness import HarnessError, asv_paths
+
+__all__ = [
+    "CAP",
+    "FLOOR",
+    "K_CI",
+    "K_STEP",
+    "Noise",
+    "command",
+    "measure_noise",
+    "name_regex",
+    "thresholds_block",
+]
+
+K_STEP = 4.0
+K_CI = 2.0
+FLOOR = 0.05
+CAP = 0.5
+MIN_STEP_COMMITS = 3  # a median over fewer than two run-to-run changes says little
+
+
+@dataclass(frozen=True)
+class _Point:
+    date: int
+    commit: str
+    version: str
+    value: float
+    ci: float | None
+    iqr: float | None
+
+
+@dataclass(frozen=True)
+class Noise:
+    """Pooled relative noise of one benchmark (see the module docstring)."""
+
+    name: str
+    commits: int
+    ci: float | None
+    iqr: float | None
+    step: float | None
+
+    def threshold(
+        self, k_step: float = K_STEP, k_ci: float = K_CI, floor: float = FLOOR, cap: float = CAP
+    ) -> float | None:
+        """The derived threshold; None when there is no estimate at all (the floor applies)."""
+        raw = _max(
+            None if self.step is None else k_step * self.step,
+            None if self.ci is None else k_ci * self.ci,
+        )
+        if raw is None:
+            return None
+        # Whole percent keeps the config readable; rounding up never undercuts the estimate.
+        return min(cap, max(floor, math.ceil(raw * 100 - 1e-9) / 100))
+
+
+def _finite(x: Any) -> float | None:
+    if isinstance(x, int | float) and math.isfinite(x):
+        return float(x)
+    return None
+
+
+def _column(row: Sequence[Any], columns: dict[str, int], name: str, i: int) -> float | None:
+    j = columns.get(name)
+    # asv drops trailing columns that are empty for every parameter combination.
+    if j is None or j >= len(row) or row[j] is None:
+        return None
+    values = row[j]
+    return _finite(values[i]) if i < len(values) else None
+
+
+def _result_files(results_dir: Path, machines: Iterable[str] | None) -> Iterator[Path]:
+    wanted = set(machines) if machines else None
+    for machine_dir in sorted(p for p in results_dir.iterdir() if p.is_dir()):
+        if wanted is not None and machine_dir.name not in wanted:
+            continue
+        for path in sorted(machine_dir.glob("*.json")):
+            if path.name != "machine.json":
+                yield path
+
+
+def _points(
+    results_dir: Path, machines: Iterable[str] | None
+) -> dict[tuple[str, ...], list[_Point]]:
+    """Series keyed by (benchmark, params, machine, env) -> one point per result file."""
+    series: dict[tuple[str, ...], list[_Point]] = defaultdict(list)
+    for path in _result_files(results_dir, machines):
+        try:
+            data = json.loads(path.read_text(encoding="utf-8"))
+        except (OSError, ValueError) as exc:
+            raise HarnessError(f"cannot read asv results {path}: {exc}") from exc
+        if "result_columns" not in data:
+            continue  # pre-0.5 format: no statistics to read
+        columns = {name: j for j, name in enumerate(data["result_columns"])}
+        machine = path.parent.name
+        for name, row in data.get("results", {}).items():
+            values = row[columns["result"]] or []
+            params = row[columns["params"]] if len(row) > columns["params"] else []
+            combos = list(itertools.product(*params)) if params else [()]
+            version = str(row[columns["version"]]) if len(row) > columns["version"] else ""
+            for i, combo in enumerate(combos):
+                value = _finite(values[i]) if i < len(values) else None
+                if value is None or value <= 0:
+                    continue  # failed, skipped, or not a ratio-scale quantity
+                lo = _column(row, columns, "stats_ci_99_a", i)
+                hi = _column(row, columns, "stats_ci_99_b", i)
+                q25 = _column(row, columns, "stats_q_25", i)
+                q75 = _column(row, columns, "stats_q_75", i)
+                point = _Point(
+                    date=int(data.get("date") or 0),
+                    commit=str(data.get("commit_hash", "")),
+                    version=version,
+                    value=value,
+                    ci=(hi - lo) / 2 / value if lo is not None and hi is not None else None,
+                    iqr=(q75 - q25) / value if q25 is not None and q75 is not None else None,
+                )
+                key = (name, ", ".join(map(str, combo)), machine, str(data.get("env_name", "")))
+                series[key].append(point)
+    return series
+
+
+def _median(xs: list[float]) -> float | None:
+    return statistics.median(xs) if xs else None
+
+
+def _max(*xs: float | None) -> float | None:
+    present = [x for x in xs if x is not None]
+    return max(present) if present else None
+
+
+def measure_noise(results_dir: Path, machines: Iterable[str] | None = None) -> list[Noise]:
+    """Pooled noise per benchmark name, from every result under ``results_dir``."""
+    if not results_dir.is_dir():
+        raise HarnessError(f"no asv results at {results_dir}: run the benchmarks first")
+    by_name: dict[str, Noise] = {}
+    for (name, *_), points in sorted(_points(results_dir, machines).items()):
+        points.sort(key=lambda p: (p.date, p.commit))
+        steps = [
+            max(b.value / a.value, a.value / b.value) - 1
+            for a, b in itertools.pairwise(points)
+            if a.version == b.version and a.commit != b.commit
+        ]
+        noise = Noise(
+            name=name,
+            commits=len({p.commit for p in points}),
+            ci=_median([p.ci for p in points if p.ci is not None]),
+            iqr=_median([p.iqr for p in points if p.iqr is not None]),
+            step=_median(steps) if len(points) >= MIN_STEP_COMMITS else None,
+        )
+        old = by_name.get(name)
+        if old is not None:
+            # Several parameter combinations / machines / environments: keep the noisiest.
+            noise = Noise(
+                name=name,
+                commits=max(old.commits, noise.commits),
+                ci=_max(old.ci, noise.ci),
+                iqr=_max(old.iqr, noise.iqr),
+                step=_max(old.step, noise.step),
+            )
+        by_name[name] = noise
+    return [by_name[n] for n in sorted(by_name)]
+
+
+def name_regex(name: str) -> str:
+    """Regex matching ``name`` exactly, with or without asv's ``(params)`` / ``@branch`` suffix."""
+    return re.escape(name) + r"(\(|@|$)"
+
+
+def thresholds_block(
+    noise: Iterable[Noise],
+    k_step: float = K_STEP,
+    k_ci: float = K_CI,
+    floor: float = FLOOR,
+    cap: float = CAP,
+) -> dict[str, float]:
+    """The ``regressions_thresholds`` mapping: ``".*"`` at ``floor`` plus the benchmarks above."""
+    block: dict[str, float] = {".*": floor}
+    for n in noise:
+        value = n.threshold(k_step, k_ci, floor, cap)
+        if value is not None and value > floor:
+            block[name_regex(n.name)] = value
+    return block
+
+
+def _pct(x: float | None) -> str:
+    return "-" if x is None else f"{100 * x:.1f}%"
+
+
+@click.command("thresholds")
+@click.option(
+    "--asv-config",
+    "config",
+    type=click.Path(dir_okay=False, path_type=Path),
+    default="asv.conf.json",
+    show_default=True,
+    help="asv config (for results_dir).",
+)
+@click.option(
+    "--results-dir",
+    type=click.Path(file_okay=False, path_type=Path),
+    default=None,
+    help="asv results directory (default: results_dir from the config).",
+)
+@click.option("--machine", "machines", multiple=True, help="Only these machines (repeatable).")
+@click.option("--k-step", type=float, default=K_STEP, show_default=True, help="x run-to-run noise.")
+@click.option("--k-ci", type=float, default=K_CI, show_default=True, help="x 99% CI half-width.")
+@click.option("--floor", type=float, default=FLOOR, show_default=True, help="Lowest threshold.")
+@click.option("--cap", type=float, default=CAP, show_default=True, help="Highest threshold.")
+def command(
+    config: Path,
+    results_dir: Path | None,
+    machines: tuple[str, ...],
+    k_step: float,
+    k_ci: float,
+    floor: float,
+    cap: float,
+) -> None:
+    """Print a regressions_thresholds block for asv.conf.json, derived from measured noise.
+
+    The derivation table goes to stderr, the JSON block (to paste into asv.conf.json) to stdout.
+    """
+    try:
+        where = results_dir if results_dir is not None else asv_paths(config).results_dir
+        noise = measure_noise(where, machines or None)
+    except HarnessError as exc:
+        raise click.ClickException(str(exc)) from exc
+    if not noise:
+        raise click.ClickException(f"no benchmark results under {where}")
+    click.echo(
+        f"{'benchmark':<56} {'commits':>7} {'ci99/2':>7} {'iqr':>7} {'step':>7} {'threshold':>9}",
+        err=True,
+    )
+    for n in noise:
+        value = n.threshold(k_step, k_ci, floor, cap)
+        shown = "floor" if value is None else f"{value:.2f}"
+        if value is not None and value >= cap:
+            shown += " (capped: too noisy)"
+        click.echo(
+            f"{n.name:<56} {n.commits:>7} {_pct(n.ci):>7} {_pct(n.iqr):>7} {_pct(n.step):>7} "
+            f"{shown:>9}",
+            err=True,
+        )
+    body = json.dumps(thresholds_block(noise, k_step, k_ci, floor, cap), indent=4)
+    click.echo('    "regressions_thresholds": ' + body.replace("\n", "\n    "))

@@ -1,0 +1,330 @@
+"""``tristore regressions`` over a hand-made published site, and noise-derived thresholds over
+hand-made asv results (both in asv 0.6.6's formats; the integration test in
+tests/integration/test_site.py runs the same code on files asv itself wrote).
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import re
+import subprocess
+from pathlib import Path
+from typing import Any
+
+import pytest
+from click.testing import CliRunner
+
+from tristore.harness import regressions as reg
+from tristore.harness import thresholds as th
+
+# --------------------------------------------------------------------------------------------
+# regressions
+
+
+def _git(repo: Path, *args: str) -> str:
+    env = {
+        **os.environ,
+        "GIT_AUTHOR_NAME": "t",
+        "GIT_AUTHOR_EMAIL": "t@example.invalid",
+        "GIT_COMMITTER_NAME": "t",
+        "GIT_COMMITTER_EMAIL": "t@example.invalid",
+        "GIT_CONFIG_GLOBAL": os.devnull,
+    }
+    done = subprocess.run(
+        ["git", *args], cwd=repo, env=env, capture_output=True, text=True, timeout=30, check=True
+    )
+    return done.stdout.strip()
+
+
+@pytest.fixture
+def site(tmp_path: Path) -> dict[str, Any]:
+    """A 5-commit repo, an asv config pointing at it and a published html dir with two jumps."""
+    repo = tmp_path / "repo"
+    repo.mkdir()
+    _git(repo, "init", "-q", "-b", "main")
+    for i in range(5):
+        _git(repo, "commit", "-q", "--allow-empty", "-m", f"c{i}")
+    commits = _git(repo, "rev-list", "--reverse", "main").split()
+    html = tmp_path / "html"
+    html.mkdir()
+    (tmp_path / "asv.conf.json").write_text(
+        json.dumps({"version": 1, "repo": "repo", "html_dir": "html", "branches": ["main"]})
+    )
+    (html / "index.json").write_text(
+        json.dumps({"revision_to_hash": {str(i): h for i, h in enumerate(commits)}})
+    )
+    regressions = [
+        # A jump between adjacent commits 1 -> 2 (asv writes None for the last good commit).
+        ["mod.time_a", "graphs/x/mod.time_a.json", {}, None, 2.0, 1.0, [[None, 2, 1.0, 2.0]]],
+        # A jump somewhere in commits 3..4 of a parameterized benchmark, 1.5x.
+        ["mod.Cls.time_b(10)", "graphs/x/mod.Cls.time_b.json", {}, 0, 3.0, 2.0, [[3, 4, 2.0, 3.0]]],
+    ]
+    (html / "regressions.json").write_text(json.dumps({"regressions": regressions}))
+    return {"root": tmp_path, "commits": commits, "html": html}
+
+
+def _invoke(site: dict[str, Any], *args: str) -> Any:
+    return CliRunner().invoke(
+        reg.command, ["--asv-config", str(site["root"] / "asv.conf.json"), *args]
+    )
+
+
+def test_load_regressions_maps_revisions_to_commits(site: dict[str, Any]) -> None:
+    found = reg.load_regressions(site["html"])
+    assert [r.benchmark for r in found] == ["mod.time_a", "mod.Cls.time_b(10)"]  # biggest first
+    a, b = found
+    c = site["commits"]
+    assert (a.last_good, a.first_bad, a.ratio) == (None, c[2], 2.0)
+    assert (b.last_good, b.first_bad, b.ratio) == (c[3], c[4], 1.5)
+    assert a.commits() == c[2][:8]
+    assert b.commits() == f"{c[3][:8]}..{c[4][:8]}"
+
+
+def test_lists_all_regressions_and_exits_1(site: dict[str, Any]) -> None:
+    done = _invoke(site)
+    assert done.exit_code == 1, done.output
+    lines = done.output.splitlines()
+    assert lines[0].split() == ["benchmark", "commits", "ratio"]
+    assert "mod.time_a" in lines[1] and "2.00x" in lines[1]
+    assert "mod.Cls.time_b(10)" in lines[2] and "1.50x" in lines[2]
+    assert lines[-1] == "2 regression(s) in total"
+
+
+@pytest.mark.parametrize(
+    ("since_index", "expected_exit", "new"),
+    [
+        (0, 1, {"mod.time_a", "mod.Cls.time_b(10)"}),
+        (1, 1, {"mod.time_a", "mod.Cls.time_b(10)"}),
+        (2, 1, {"mod.Cls.time_b(10)"}),  # time_a's first bad commit is REF itself: not newer
+        (3, 1, {"mod.Cls.time_b(10)"}),
+        (4, 0, set()),
+    ],
+)
+def test_since_counts_only_regressions_after_ref(
+    site: dict[str, Any], since_index: int, expected_exit: int, new: set[str]
+) -> None:
+    done = _invoke(site, "--since", site["commits"][since_index], "--json")
+    assert done.exit_code == expected_exit, done.output
+    rows = json.loads(done.output)
+    assert {r["benchmark"] for r in rows if r["counted"]} == new
+    assert len(rows) == 2  # everything current is still printed
+
+
+def test_since_accepts_any_git_ref(site: dict[str, Any]) -> None:
+    assert _invoke(site, "--since", "main").exit_code == 0
+    assert _invoke(site, "--since", "main~1").exit_code == 1
+
+
+def test_regression_on_a_side_branch_counts_as_new(site: dict[str, Any]) -> None:
+    # A first-bad commit that REF's history lacks is new relative to REF even if it is not a
+    # descendant of REF (a branch merged later).
+    repo = site["root"] / "repo"
+    _git(repo, "checkout", "-q", "-b", "side", site["commits"][1])
+    _git(repo, "commit", "-q", "--allow-empty", "-m", "side")
+    side = _git(repo, "rev-parse", "HEAD")
+    index = json.loads((site["html"] / "index.json").read_text())
+    index["revision_to_hash"]["5"] = side
+    (site["html"] / "index.json").write_text(json.dumps(index))
+    data = {"regressions": [["mod.time_c", "g", {}, None, 2.0, 1.0, [[None, 5, 1.0, 2.0]]]]}
+    (site["html"] / "regressions.json").write_text(json.dumps(data))
+    assert _invoke(site, "--since", site["commits"][4]).exit_code == 1
+
+
+def test_no_regressions_exits_0(site: dict[str, Any]) -> None:
+    (site["html"] / "regressions.json").write_text(json.dumps({"regressions": []}))
+    done = _invoke(site)
+    assert done.exit_code == 0
+    assert done.output.strip() == "no regressions"
+    assert _invoke(site, "--since", site["commits"][0]).exit_code == 0
+
+
+def test_never_published_is_exit_2_with_a_clear_message(site: dict[str, Any]) -> None:
+    done = _invoke(site, "--html-dir", str(site["root"] / "nowhere"))
+    assert done.exit_code == 2
+    assert "never published" in done.output and "tristore site" in done.output
+
+
+@pytest.mark.parametrize("ref", ["no-such-branch", "0" * 40])
+def test_unknown_ref_is_exit_2(site: dict[str, Any], ref: str) -> None:
+    done = _invoke(site, "--since", ref)
+    assert done.exit_code == 2
+    assert "is not a commit" in done.output
+
+
+def test_inconsistent_publish_is_exit_2(site: dict[str, Any]) -> None:
+    (site["html"] / "index.json").write_text(json.dumps({"revision_to_hash": {}}))
+    done = _invoke(site)
+    assert done.exit_code == 2
+    assert "different publishes" in done.output
+
+
+# --------------------------------------------------------------------------------------------
+# thresholds
+
+COLUMNS = [
+    "result",
+    "params",
+    "version",
+    "started_at",
+    "duration",
+    "stats_ci_99_a",
+    "stats_ci_99_b",
+    "stats_q_25",
+    "stats_q_75",
+    "stats_number",
+    "stats_repeat",
+    "samples",
+    "profile",
+]
+
+
+def _row(values: list[float | None], params: list[list[str]], ci: float, iqr: float) -> list[Any]:
+    """One asv 0.6 results row: ``ci`` and ``iqr`` are relative half-width / full width."""
+    return [
+        values,
+        params,
+        "v1",
+        0,
+        0.1,
+        [None if v is None else v * (1 - ci) for v in values],
+        [None if v is None else v * (1 + ci) for v in values],
+        [None if v is None else v * (1 - iqr / 2) for v in values],
+        [None if v is None else v * (1 + iqr / 2) for v in values],
+        [1 for _ in values],
+        [10 for _ in values],
+    ]
+
+
+def _write_results(results: Path, machine: str, series: list[dict[str, list[Any]]]) -> None:
+    """One results file per commit: ``series[i]`` maps benchmark name -> row for commit i."""
+    (results / machine).mkdir(parents=True, exist_ok=True)
+    (results / machine / "machine.json").write_text(json.dumps({"machine": machine}))
+    for i, rows in enumerate(series):
+        commit = f"{i:02d}" + "ab" * 19
+        data = {
+            "commit_hash": commit,
+            "env_name": "existing-py",
+            "date": 1_700_000_000_000 + i * 86_400_000,
+            "params": {"machine": machine},
+            "python": "3.11",
+            "requirements": {},
+            "env_vars": {},
+            "result_columns": COLUMNS,
+            "results": rows,
+            "durations": {},
+            "version": 2,
+        }
+        (results / machine / f"{commit[:8]}-existing-py.json").write_text(json.dumps(data))
+
+
+@pytest.fixture
+def results(tmp_path: Path) -> Path:
+    out = tmp_path / "results"
+    wobble = [1.00, 1.02, 1.00, 1.02, 1.00]  # 2% run-to-run
+    series = []
+    for i, w in enumerate(wobble):
+        series.append(
+            {
+                # Quiet: 0.5% CI, 2% step -> 4 x 2% = 8%.
+                "m.time_quiet": _row([w * 1e-3], [], ci=0.005, iqr=0.01),
+                # Parameterized: pooled by the noisiest combination (here 10% CI -> 2 x 10%).
+                "m.time_param": _row([w * 1e-3, w * 2e-3], [["1", "2"]], ci=0.10, iqr=0.3),
+                # Very noisy: capped.
+                "m.time_noisy": _row([(1.0, 1.6)[i % 2]], [], ci=0.01, iqr=0.01),
+                # A track_ benchmark (no statistics) seen on two commits only: no estimate.
+                **({"m.track_two": [[5.0], [], "v1", 0, 0.1]} if i < 2 else {}),
+                # A failed run (None) is skipped, not a zero.
+                "m.time_failed": _row([None], [], ci=0.0, iqr=0.0),
+            }
+        )
+    _write_results(out, "box", series)
+    (out / "benchmarks.json").write_text("{}")  # asv keeps this at the top level: not a machine
+    return out
+
+
+def test_fixture_is_what_asv_reads(results: Path) -> None:
+    asv_results = pytest.importorskip("asv.results")
+    path = next((results / "box").glob("00*.json"))
+    loaded = asv_results.Results.load(str(path))
+    stats = loaded.get_result_stats("m.time_param", [["1", "2"]])
+    assert stats[1]["ci_99_a"] == pytest.approx(2e-3 * 0.9)
+    assert loaded.get_result_value("m.time_quiet", []) == [pytest.approx(1e-3)]
+
+
+def test_noise_estimates(results: Path) -> None:
+    noise = {n.name: n for n in th.measure_noise(results)}
+    assert set(noise) == {"m.time_quiet", "m.time_param", "m.time_noisy", "m.track_two"}
+    quiet = noise["m.time_quiet"]
+    assert quiet.commits == 5
+    assert quiet.ci == pytest.approx(0.005)
+    assert quiet.iqr == pytest.approx(0.01)
+    assert quiet.step == pytest.approx(0.02)
+    assert quiet.threshold() == pytest.approx(0.08)
+    assert noise["m.time_param"].ci == pytest.approx(0.10)
+    assert noise["m.time_param"].threshold() == pytest.approx(0.20)
+    assert noise["m.time_noisy"].threshold() == th.CAP
+    assert noise["m.track_two"].step is None  # two commits are not enough
+    assert noise["m.track_two"].threshold() is None
+
+
+def test_steps_across_a_benchmark_code_change_are_not_noise(tmp_path: Path) -> None:
+    out = tmp_path / "results"
+    rows = []
+    for i, value in enumerate([1.0, 1.0, 3.0, 3.0, 3.0]):
+        row = _row([value], [], ci=0.0, iqr=0.0)
+        row[2] = "v1" if i < 2 else "v2"  # the benchmark itself changed at commit 2
+        rows.append({"m.time_x": row})
+    _write_results(out, "box", rows)
+    (noise,) = th.measure_noise(out)
+    assert noise.step == pytest.approx(0.0)
+
+
+def test_block_keeps_floor_and_lists_benchmarks_above_it(results: Path) -> None:
+    block = th.thresholds_block(th.measure_noise(results))
+    assert block == {
+        ".*": 0.05,
+        r"m\.time_noisy(\(|@|$)": 0.5,
+        r"m\.time_param(\(|@|$)": 0.2,
+        r"m\.time_quiet(\(|@|$)": 0.08,
+    }
+
+
+@pytest.mark.parametrize(
+    ("entry", "matches"),
+    [
+        ("m.time_param", True),
+        ("m.time_param(1)", True),
+        ("m.time_param@main", True),
+        ("m.time_param(2)@main", True),
+        ("m.time_param_big", False),
+        ("m.time_paramx", False),
+        ("xm.time_param", False),
+    ],
+)
+def test_name_regex_matches_as_asv_does(entry: str, matches: bool) -> None:
+    # asv: re.match(regex, entry_name + branch_suffix) (plugins/regressions.py _get_threshold).
+    assert bool(re.match(th.name_regex("m.time_param"), entry)) is matches
+
+
+def test_cli_prints_a_block_to_paste(results: Path) -> None:
+    done = CliRunner().invoke(th.command, ["--results-dir", str(results)])
+    assert done.exit_code == 0, done.output
+    stdout = done.stdout
+    assert stdout.startswith('    "regressions_thresholds": {')
+    block = json.loads("{" + stdout + "}")["regressions_thresholds"]
+    assert block[".*"] == 0.05
+    assert "capped" in done.stderr and "m.time_quiet" in done.stderr
+
+
+def test_cli_machine_filter_and_missing_results(results: Path, tmp_path: Path) -> None:
+    done = CliRunner().invoke(th.command, ["--results-dir", str(results), "--machine", "other"])
+    assert done.exit_code == 1 and "no benchmark results" in done.output
+    done = CliRunner().invoke(th.command, ["--results-dir", str(tmp_path / "none")])
+    assert done.exit_code == 1 and "run the benchmarks first" in done.output
+
+
+def test_ref_that_looks_like_a_git_option_is_refused(site: dict[str, Any]) -> None:
+    done = _invoke(site, "--since=--all")
+    assert done.exit_code == 2
+    assert "is not a commit" in done.output
