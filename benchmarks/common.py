@@ -46,7 +46,7 @@ class AsyncBench:
     taking enough samples for asv's statistics.
     """
 
-    repeat = (3, 10, 2.0)
+    repeat = (3, 6, 1.0)
     rounds = 2
     warmup_time = 0.05
     timeout = 120

@@ -113,7 +113,8 @@ class GraphBulkCopy(AsyncBench):
     params = [ENGINES]
     param_names = ["engine"]
     number = 1
-    repeat = (3, 5, 10.0)
+    rounds = 1
+    repeat = (2, 4, 4.0)
 
     def setup(self, engine: str) -> None:
         schema = require("tristore.schema", "generate", "write_graph_csv", "load_graph")
