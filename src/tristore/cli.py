@@ -62,6 +62,7 @@ _COMMAND_MODULES: tuple[str, ...] = (
     "tristore.harness.site",
     "tristore.harness.regressions",
     "tristore.harness.thresholds",
+    "tristore.coordinator.cli",
 )
 
 

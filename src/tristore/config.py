@@ -239,7 +239,16 @@ def _env_overrides(environ: Mapping[str, str]) -> dict[str, Any]:
 
 # Variables that steer tooling rather than store settings.
 _ENV_NOT_SETTINGS = frozenset(
-    {"TRISTORE_CONFIG", "TRISTORE_SLOWDOWN", "TRISTORE_SLOWDOWN_TARGET", "TRISTORE_REDIS_BINARY"}
+    {
+        "TRISTORE_CONFIG",
+        "TRISTORE_SLOWDOWN",
+        "TRISTORE_SLOWDOWN_TARGET",
+        "TRISTORE_REDIS_BINARY",
+        "TRISTORE_LOAD_SECONDS",
+        "TRISTORE_CRASH_KILLS",
+        "TRISTORE_CRASH_TRANSACTIONS",
+        "TRISTORE_CRASH_BUDGET_S",
+    }
 )
 
 

@@ -1,0 +1,722 @@
+"""The coordinator: the commit protocol, the apply phases and recovery.
+
+See the package docstring for what a caller can rely on; this module is how it is done. One
+commit, with the locks it holds (always taken in this order, each wait bounded):
+
+    SQLite writer lane ──────────────────────────────┐ (held from __aenter__)
+      body: tx.sql hops (BEGIN IMMEDIATE rides on the first one)
+      Kuzu writer lane ─────────────────────────────────────────────┐ (bounded: DeadlockError)
+        hop: replay graph backlog, BEGIN, graph ops, AppliedTx marker (no COMMIT yet)
+        hop: INSERT intent + piggy-backed "applied" marks + COMMIT   <- the commit point
+      take a cache turn (a ticket: cache phases run in commit order)
+    release SQLite lane ─────────────────────────────┘
+        hop: Kuzu COMMIT                        ║ cache turn: one EVALSHA (backlog first)
+    release Kuzu lane ──────────────────────────────────────────────┘
+
+Running the graph ops in a Kuzu transaction that is still open when SQLite commits is what catches
+a Cypher syntax error, an unknown property or a wrong-typed parameter *before* anything commits,
+without executing the ops twice (a dry run plus a real run would double the graph cost).
+The transaction object is in :mod:`.transaction`, the Kuzu-thread functions in :mod:`.graph_apply`.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import contextvars
+import itertools
+import logging
+import sqlite3
+import time
+from collections import deque
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from typing import Any
+
+import redis.exceptions as rexc
+
+from tristore.coordinator import log as intent_log
+from tristore.coordinator.faults import Faults
+from tristore.coordinator.graph_apply import (
+    MARKER_DDL,
+    MARKERS_DELETE,
+    commit_graph,
+    replay_graph,
+    rollback_graph,
+    stage_graph,
+)
+from tristore.coordinator.log import Intent, Mark
+from tristore.coordinator.ops import APPLY_SCRIPT, MARKER_PREFIX, script_args
+from tristore.coordinator.transaction import Transaction, _current
+from tristore.errors import (
+    ConfigError,
+    CoordinatorError,
+    DeadlockError,
+    PoolTimeout,
+    StoreUnavailable,
+    TristoreError,
+)
+from tristore.stores import CacheStore, GraphStore, SQLiteStore
+from tristore.stores.graph import translate as graph_translate
+from tristore.stores.sqlite import translate as sqlite_translate
+
+log = logging.getLogger(__name__)
+
+
+def marker_key(txid: str) -> str:
+    return MARKER_PREFIX + txid
+
+
+@dataclass(frozen=True)
+class RecoveryReport:
+    found: int  # pending intents read from the log (rescan) or waiting in memory
+    applied: int  # intents that settled during this pass
+    pending: int  # still waiting for a store
+    failed: int  # settled as failed during this pass
+    seconds: float
+
+
+class _Turns:
+    """Tickets served strictly in order: the cache phases of transactions in commit order.
+
+    A ticket is taken while the SQLite writer lane is still held, so ticket order is commit
+    order; waiting for the turn happens after the lane is released.
+    """
+
+    def __init__(self) -> None:
+        self._next = 0
+        self._serving = 0
+        self._waiters: dict[int, asyncio.Future[None]] = {}
+        self._abandoned: set[int] = set()
+
+    def take(self) -> int:
+        ticket = self._next
+        self._next += 1
+        return ticket
+
+    async def wait(self, ticket: int) -> None:
+        if ticket == self._serving:
+            return
+        fut: asyncio.Future[None] = asyncio.get_running_loop().create_future()
+        self._waiters[ticket] = fut
+        try:
+            await fut
+        except BaseException:
+            self._waiters.pop(ticket, None)
+            if fut.done() and not fut.cancelled():
+                self.done(ticket)  # the turn came as we were cancelled: pass it on
+            else:
+                self._abandoned.add(ticket)  # skip it when it comes
+            raise
+
+    def done(self, ticket: int) -> None:
+        self._serving = ticket + 1
+        while self._serving in self._abandoned:
+            self._abandoned.discard(self._serving)
+            self._serving += 1
+        fut = self._waiters.pop(self._serving, None)
+        if fut is not None and not fut.done():
+            fut.set_result(None)
+
+
+class _ReplayFailed(CoordinatorError):
+    pass
+
+
+class Coordinator:
+    """Transactions across SQLite, Kuzu and Redis: SQLite commits, the others follow in order.
+
+    One coordinator per set of stores (Kuzu allows one process per database anyway). Call
+    :meth:`open` (creates the intent log and marker table, then runs recovery) before use.
+    """
+
+    def __init__(
+        self,
+        sqlite: SQLiteStore,
+        graph: GraphStore,
+        cache: CacheStore,
+        *,
+        lock_timeout: float = 5.0,
+        recovery_interval: float | None = 5.0,
+        marker_ttl: float = 7 * 86_400.0,
+        retention: float | None = 3_600.0,
+        max_replays: int = 5,
+        retry_backoff: float = 0.5,
+        flush_delay: float = 0.05,
+    ) -> None:
+        for name, value in (
+            ("lock_timeout", lock_timeout),
+            ("marker_ttl", marker_ttl),
+            ("retry_backoff", retry_backoff),
+            ("flush_delay", flush_delay),
+            ("recovery_interval", recovery_interval),
+            ("retention", retention),
+        ):
+            if value is None and name in {"recovery_interval", "retention"}:
+                continue
+            if isinstance(value, bool) or not isinstance(value, int | float) or value <= 0:
+                raise ConfigError(f"coordinator.{name}: expected seconds > 0, got {value!r}")
+        if isinstance(max_replays, bool) or not isinstance(max_replays, int) or max_replays < 1:
+            raise ConfigError(f"coordinator.max_replays: expected an int >= 1, got {max_replays!r}")
+        if cache.cluster:
+            raise ConfigError(
+                "coordinator: cache ops are applied by one Lua script per transaction, which a "
+                "Redis Cluster cannot run across hash slots; use a standalone Redis"
+            )
+        self.sqlite = sqlite
+        self.graph = graph
+        self.cache = cache
+        self.lock_timeout = float(lock_timeout)
+        self.recovery_interval = recovery_interval
+        self.marker_ttl = float(marker_ttl)
+        self.retention = retention
+        self.max_replays = max_replays
+        self.retry_backoff = float(retry_backoff)
+        self.flush_delay = float(flush_delay)
+        self.faults = Faults()
+        self._open = False
+        self._graph_backlog: deque[Intent] = deque()
+        self._cache_backlog: deque[Intent] = deque()
+        self._done: list[Mark] = []
+        self._live: set[str] = set()  # committed intents whose apply phase is running
+        self._turns = _Turns()
+        self._sha: str | None = None
+        self._cache_retry_at = 0.0
+        self._tasks: set[asyncio.Task[Any]] = set()
+        self._sweeper: asyncio.Task[None] | None = None
+        self._flusher: asyncio.Task[None] | None = None
+        self._recovering: asyncio.Lock | None = None
+        self._stop = asyncio.Event()
+        self._counts: dict[str, int] = dict.fromkeys(
+            (
+                "begun",
+                "committed",
+                "rolled_back",
+                "applied",
+                "failed",
+                "pending_after_commit",
+                "graph_apply_errors",
+                "cache_apply_errors",
+                "replayed",
+                "lock_timeouts",
+                "deadlocks",
+                "pruned",
+            ),
+            0,
+        )
+
+    @classmethod
+    def for_stores(cls, stores: Any, **options: Any) -> Coordinator:
+        """From anything with ``sqlite``, ``graph`` and ``cache`` (Stores, PoolManager)."""
+        return cls(stores.sqlite, stores.graph, stores.cache, **options)
+
+    # -- life cycle -------------------------------------------------------------------------
+    async def open(self) -> RecoveryReport:
+        """Create the log and marker tables, roll pending intents forward, start the sweeper."""
+        if self._open:
+            return RecoveryReport(0, 0, self.pending_count(), 0, 0.0)
+        self._recovering = asyncio.Lock()
+        self._stop = asyncio.Event()
+        await self.sqlite.write(intent_log.create)
+        await self.graph.write([(MARKER_DDL, None)])
+        self._open = True
+        try:
+            report = await self.recover()
+        except BaseException:
+            self._open = False
+            raise
+        if self.recovery_interval is not None:
+            self._sweeper = asyncio.create_task(self._sweep_loop(), name="tristore-recovery")
+        return report
+
+    async def close(self) -> None:
+        """Refuse new transactions, let running commits finish, flush the applied marks."""
+        if not self._open:
+            return
+        self._open = False
+        # Not cancelled: a pass stopped mid-hop would leave a Kuzu connection in use by a worker
+        # thread while the pool closes it. The sweeper stops at its next wake-up instead.
+        self._stop.set()
+        for task in (self._sweeper, self._flusher):
+            if task is not None:
+                await asyncio.gather(task, return_exceptions=True)
+        self._sweeper = self._flusher = None
+        if self._tasks:
+            await asyncio.gather(*self._tasks, return_exceptions=True)
+        with contextlib.suppress(TristoreError):
+            await self.flush()
+
+    async def __aenter__(self) -> Coordinator:
+        await self.open()
+        return self
+
+    async def __aexit__(self, *exc: object) -> None:
+        await self.close()
+
+    def _require_open(self) -> None:
+        if not self._open:
+            raise CoordinatorError("coordinator is not open: call `await coordinator.open()`")
+
+    def transaction(self, *, timeout: float | None = None) -> Transaction:
+        """A coordinated transaction; ``timeout`` bounds the wait for the SQLite writer lane."""
+        return Transaction(self, self.lock_timeout if timeout is None else timeout)
+
+    # -- commit -----------------------------------------------------------------------------
+    async def _commit(self, tx: Transaction) -> None:
+        # Shielded: once started, the protocol runs to its end even if the caller is cancelled,
+        # so a cancellation can never leave one store committed and the locks held.
+        context = contextvars.copy_context()
+        context.run(_current.set, None)  # hooks run in this task may open transactions
+        task = asyncio.get_running_loop().create_task(self._commit_protocol(tx), context=context)
+        self._tasks.add(task)
+        task.add_done_callback(_forget(self._tasks))
+        await asyncio.shield(task)
+
+    async def _commit_protocol(self, tx: Transaction) -> None:
+        intent = (
+            Intent(tx.txid, tx._graph_ops, tx._cache_ops)
+            if (tx._graph_ops or tx._cache_ops)
+            else None
+        )
+        tx.state = "committing"
+        kacq: Any = None
+        kconn: Any = None  # set once the graph ops ran: a Kuzu transaction is open on it
+        marks: list[Mark] = []
+        try:
+            if intent is not None and intent.graph_ops:
+                kacq = self.graph.writer.acquire(timeout=self.lock_timeout)
+                try:
+                    conn = await kacq.__aenter__()
+                except PoolTimeout as exc:
+                    kacq = None
+                    self._count("deadlocks")
+                    raise DeadlockError(
+                        f"held the SQLite writer lane and waited {self.lock_timeout:g}s for the "
+                        "Kuzu writer lane (a long graph write, or a cycle); rolled back"
+                    ) from exc
+                await self._stage(conn, intent)  # on failure it has discarded the connection
+                kconn = conn
+            marks, self._done = self._done, []
+            await self._commit_sqlite(tx, intent, marks)
+        except BaseException:
+            self._done[:0] = marks
+            if kconn is not None:
+                await self._drop_graph(kconn)
+            if kacq is not None:
+                await kacq.__aexit__(None, None, None)
+            await tx._abort()
+            raise
+        # -- committed: from here on nothing is raised to the caller --
+        tx.state = "committed"
+        tx._intent = intent
+        self._count("committed")
+        ticket = self._turns.take() if intent is not None and intent.cache_ops else None
+        await tx._release_sqlite()
+        if intent is not None:
+            self._live.add(intent.txid)
+            try:
+                try:
+                    self.faults.fire("after_commit")
+                except Exception:
+                    await self._abandon(intent, kconn, kacq, ticket)
+                else:
+                    await self._finish(intent, kconn, kacq, ticket)
+            finally:
+                self._live.discard(intent.txid)
+            self._settle(intent)
+            tx.pending = intent.pending_stores()
+            tx.apply_errors = list(intent.errors)
+            if tx.pending:
+                self._count("pending_after_commit")
+        await tx._run_hooks(tx._commit_hooks)
+
+    async def _stage(self, conn: Any, intent: Intent) -> None:
+        backlog = list(self._graph_backlog)
+        faults = self.faults
+
+        def work(c: Any) -> tuple[int, Exception | None, Exception | None]:
+            replayed, error = replay_graph(c, backlog, faults)
+            if error is not None:
+                return replayed, error, None
+            try:
+                stage_graph(c, intent, faults)
+            except Exception as exc:
+                return replayed, None, exc
+            return replayed, None, None
+
+        try:
+            replayed, error, failed = await self.graph.run(conn, work)
+        except BaseException:
+            self.graph.writer.discard(conn)  # cancelled mid-hop: its state is unknown
+            raise
+        self._replayed(backlog[:replayed])
+        if failed is not None:
+            self.graph.writer.discard(conn)  # it saw an error inside a transaction
+            raise graph_translate(failed) from failed
+        if error is not None:
+            self.graph.writer.discard(conn)
+            self._replay_failed(backlog[replayed], error)
+            raise _ReplayFailed(
+                f"the graph store could not apply {len(self._graph_backlog)} earlier committed "
+                f"transaction(s) ({graph_translate(error)}); this one was rolled back so that "
+                "graph changes keep commit order"
+            ) from error
+
+    async def _commit_sqlite(
+        self, tx: Transaction, intent: Intent | None, marks: list[Mark]
+    ) -> None:
+        conn = tx._conn
+        assert conn is not None
+        begin = not tx._begun
+        if begin and intent is None and not marks:
+            return  # nothing was written: there is nothing to commit
+        faults = self.faults
+
+        def work(c: sqlite3.Connection) -> None:
+            if begin:
+                c.execute("BEGIN IMMEDIATE")
+            faults.fire("sqlite.commit")
+            if intent is not None:
+                intent.seq = intent_log.insert(c, intent)
+            intent_log.mark(c, marks)
+            c.execute("COMMIT")
+
+        try:
+            await conn.run(work)
+        except sqlite3.Error as exc:
+            raise sqlite_translate(exc) from exc
+        finally:
+            tx._begun = conn.raw.in_transaction
+
+    async def _finish(self, intent: Intent, conn: Any, acq: Any, ticket: int | None) -> None:
+        if conn is not None and ticket is not None:
+            # Independent stores: the Kuzu COMMIT and the cache script run side by side.
+            await asyncio.gather(
+                self._finish_graph(intent, conn, acq), self._finish_cache(intent, ticket)
+            )
+        elif conn is not None:
+            await self._finish_graph(intent, conn, acq)
+        else:
+            await self._finish_cache(intent, ticket)
+
+    async def _abandon(self, intent: Intent, conn: Any, acq: Any, ticket: int | None) -> None:
+        """Leave a committed intent to recovery, as a process dying right after the commit would."""
+        try:
+            if conn is not None:
+                await self._drop_graph(conn)
+                self._graph_backlog.append(intent)  # while the lane is held: order is kept
+                await acq.__aexit__(None, None, None)
+        finally:
+            if ticket is not None:  # the turn must be passed on whatever happened above
+                await self._turns.wait(ticket)
+                self._cache_backlog.append(intent)
+                self._turns.done(ticket)
+
+    async def _drop_graph(self, conn: Any) -> None:
+        """Roll back the open Kuzu transaction and discard the connection."""
+        with contextlib.suppress(Exception):
+            await self.graph.run(conn, rollback_graph)
+        with contextlib.suppress(TristoreError):
+            self.graph.writer.discard(conn)
+
+    async def _finish_graph(self, intent: Intent, conn: Any, acq: Any) -> None:
+        if conn is None:
+            return
+        try:
+            await self.graph.run(conn, lambda c: commit_graph(c, self.faults))
+            intent.graph_done = True
+        except Exception as exc:
+            # Whether COMMIT happened is unknown: the marker settles it when the intent is
+            # replayed, which happens before any later graph work (the backlog goes first).
+            self.graph.writer.discard(conn)
+            self._graph_backlog.append(intent)
+            self._count("graph_apply_errors")
+            log.warning("graph apply of %s failed, left pending: %s", intent.txid, exc)
+        finally:
+            await acq.__aexit__(None, None, None)
+
+    async def _finish_cache(self, intent: Intent, ticket: int | None) -> None:
+        if ticket is None:
+            return
+        await self._turns.wait(ticket)
+        try:
+            await self._apply_cache(intent)
+        finally:
+            self._turns.done(ticket)
+
+    # -- cache apply (always called while holding a turn) -----------------------------------
+    async def _apply_cache(self, intent: Intent | None) -> None:
+        backlog = self._cache_backlog
+        if intent is not None and backlog and time.monotonic() < self._cache_retry_at:
+            backlog.append(intent)  # Redis failed moments ago: queue behind, do not wait on it
+            return
+        if intent is not None:
+            backlog.append(intent)  # it goes behind whatever is still pending
+        size = self.cache.settings.redis.pipeline_size
+        while backlog:
+            batch = list(itertools.islice(backlog, size))
+            try:
+                self.faults.fire("cache.apply")
+                results = await self._run_scripts(batch)
+            except Exception as exc:
+                # Unreachable, timed out or refused: retried in order later. Scripts that ran
+                # before the failure left their markers, so sending them again is a no-op.
+                self._cache_retry_at = time.monotonic() + self.retry_backoff
+                self._count("cache_apply_errors")
+                log.warning(
+                    "redis apply failed, %d transaction(s) left pending: %s", len(backlog), exc
+                )
+                return
+            for item, result in zip(batch, results, strict=True):
+                backlog.popleft()
+                item.cache_done = True
+                item.errors.extend(_script_errors(result))
+                self._settle(item)
+
+    async def _run_scripts(self, batch: Sequence[Intent]) -> list[Any]:
+        ttl_ms = int(self.marker_ttl * 1000)
+        calls = [(marker_key(i.txid), script_args(i.cache_ops, ttl_ms)) for i in batch]
+        async with self.cache.client(timeout=self.lock_timeout) as conn:
+            for attempt in (1, 2):
+                if self._sha is None:
+                    self._sha = await conn.script_load(APPLY_SCRIPT)
+                try:
+                    if len(calls) == 1:
+                        key, argv = calls[0]
+                        return [await conn.evalsha(self._sha, 1, key, *argv)]
+                    pipe = conn.pipeline(transaction=False)
+                    for key, argv in calls:
+                        pipe.evalsha(self._sha, 1, key, *argv)
+                    return list(await pipe.execute())
+                except rexc.NoScriptError:
+                    # Redis restarted and lost its script cache; reload and send again (the
+                    # markers make a second send of an already applied script a no-op).
+                    self._sha = None
+                    if attempt == 2:
+                        raise
+        raise AssertionError("unreachable")  # pragma: no cover
+
+    # -- settling and the applied marks -----------------------------------------------------
+    def _settle(self, intent: Intent) -> None:
+        if not intent.done or intent.marked or intent.txid in self._live:
+            return
+        intent.marked = True
+        self._done.append(intent_log.mark_row(intent))
+        self._count("failed" if intent.errors else "applied")
+        if intent.errors:
+            log.error("transaction %s committed, failed to apply: %s", intent.txid, intent.errors)
+        if intent.settled is not None and not intent.settled.done():
+            intent.settled.set_result(None)
+        if self._flusher is None and self._open:
+            self._flusher = asyncio.get_running_loop().create_task(self._flush_later())
+
+    async def _flush_later(self) -> None:
+        try:
+            await asyncio.sleep(self.flush_delay)
+            self._flusher = None
+            await self.flush()
+        except TristoreError as exc:  # the next commit or sweep carries the marks instead
+            log.debug("coordinator: flushing applied marks failed: %s", exc)
+        finally:
+            if self._flusher is asyncio.current_task():
+                self._flusher = None
+
+    async def flush(self) -> None:
+        """Write the "applied" marks still held in memory (normally carried by the next commit)."""
+        if not self._done:
+            return
+        rows, self._done = self._done, []
+        try:
+            await self.sqlite.write(lambda c: intent_log.mark(c, rows), timeout=self.lock_timeout)
+        except BaseException:
+            self._done[:0] = rows
+            raise
+
+    # -- recovery ---------------------------------------------------------------------------
+    async def recover(self, *, rescan: bool = True) -> RecoveryReport:
+        """Roll committed-but-unapplied intents forward, in commit order.
+
+        ``rescan`` reads pending intents from the log (start-up, or another process's crash);
+        without it only the in-memory backlog is retried (the periodic sweep).
+        """
+        self._require_open()
+        assert self._recovering is not None
+        started = time.monotonic()
+        before = dict(self._counts)
+        async with self._recovering:
+            if rescan:
+                await self._rescan()
+            found = self.pending_count()
+            await self._drain_graph()
+            await self._drain_cache()
+            with contextlib.suppress(TristoreError):
+                await self.flush()
+        return RecoveryReport(
+            found=found,
+            applied=self._counts["applied"] - before["applied"],
+            pending=self.pending_count(),
+            failed=self._counts["failed"] - before["failed"],
+            seconds=time.monotonic() - started,
+        )
+
+    async def _rescan(self) -> None:
+        loaded = await self.sqlite.read(intent_log.load_pending)
+        known = {i.txid for i in (*self._graph_backlog, *self._cache_backlog)} | self._live
+        known |= {row[3] for row in self._done}
+        fresh = [i for i in loaded if i.txid not in known]
+        if not fresh:
+            return
+        # Appended under both orders' locks, so no live transaction slips its work in between.
+        async with self.graph.writer.acquire(timeout=self.lock_timeout):
+            ticket = self._turns.take()
+            await self._turns.wait(ticket)
+            try:
+                for intent in fresh:
+                    if not intent.graph_done:
+                        self._graph_backlog.append(intent)
+                    if not intent.cache_done:
+                        self._cache_backlog.append(intent)
+            finally:
+                self._turns.done(ticket)
+
+    async def _drain_graph(self) -> None:
+        if not self._graph_backlog:
+            return
+        acq = self.graph.writer.acquire(timeout=self.lock_timeout)
+        try:
+            conn = await acq.__aenter__()
+        except (PoolTimeout, StoreUnavailable) as exc:
+            log.warning("recovery: graph writer lane unavailable, will retry: %s", exc)
+            return
+        try:
+            backlog = list(self._graph_backlog)
+            faults = self.faults
+            try:
+                replayed, error = await self.graph.run(
+                    conn, lambda c: replay_graph(c, backlog, faults)
+                )
+            except Exception as exc:
+                replayed, error = 0, exc
+            self._replayed(backlog[:replayed])
+            if error is not None:
+                self.graph.writer.discard(conn)
+                self._replay_failed(backlog[replayed], error)
+        finally:
+            await acq.__aexit__(None, None, None)
+
+    async def _drain_cache(self) -> None:
+        if not self._cache_backlog:
+            return
+        ticket = self._turns.take()
+        await self._turns.wait(ticket)
+        try:
+            self._cache_retry_at = 0.0
+            await self._apply_cache(None)
+        finally:
+            self._turns.done(ticket)
+
+    def _replayed(self, intents: Sequence[Intent]) -> None:
+        for intent in intents:
+            if self._graph_backlog and self._graph_backlog[0] is intent:
+                self._graph_backlog.popleft()
+            intent.graph_done = True
+            self._count("replayed")
+            self._settle(intent)
+
+    def _replay_failed(self, intent: Intent, error: Exception) -> None:
+        intent.attempts += 1
+        if intent.attempts < self.max_replays:
+            log.warning(
+                "graph replay of %s failed (attempt %d of %d): %s",
+                intent.txid,
+                intent.attempts,
+                self.max_replays,
+                error,
+            )
+            return
+        # A replay that fails this often is deterministic (the graph changed under it): give
+        # up on it so the intents behind it are not blocked forever; the validator reports it.
+        if self._graph_backlog and self._graph_backlog[0] is intent:
+            self._graph_backlog.popleft()
+        intent.graph_done = True
+        intent.errors.append(f"graph: {graph_translate(error)}")
+        self._settle(intent)
+
+    async def _sweep_loop(self) -> None:
+        assert self.recovery_interval is not None
+        while True:
+            with contextlib.suppress(TimeoutError):
+                async with asyncio.timeout(self.recovery_interval):
+                    await self._stop.wait()
+            if self._stop.is_set():
+                return
+            try:
+                await self.recover(rescan=False)
+                if self.retention is not None:
+                    await self.prune(self.retention)
+            except Exception:  # a sweep must never kill the sweeper
+                log.exception("coordinator: recovery sweep failed")
+
+    async def prune(self, older_than: float, *, limit: int = 500) -> int:
+        """Forget settled intents applied more than ``older_than`` seconds ago, with markers.
+
+        Markers go first: an intent row without markers is harmless (settled rows are never
+        replayed), a marker without its row would read as an uncommitted effect.
+        """
+        before = time.time() - older_than
+        rows = await self.sqlite.read(lambda c: intent_log.prunable(c, before, limit))
+        if not rows:
+            return 0
+        graph_ids = [txid for txid, has_graph, _ in rows if has_graph]
+        cache_keys = [marker_key(txid) for txid, _, has_cache in rows if has_cache]
+        if graph_ids:
+            await self.graph.write([(MARKERS_DELETE, {"ids": graph_ids})])
+        if cache_keys:
+            await self.cache.execute("DEL", *cache_keys)
+        txids = [txid for txid, _, _ in rows]
+        deleted = await self.sqlite.write(lambda c: intent_log.delete(c, txids))
+        self._count("pruned", deleted)
+        return deleted
+
+    # -- introspection ----------------------------------------------------------------------
+    def pending_count(self) -> int:
+        return len({i.txid for i in (*self._graph_backlog, *self._cache_backlog)})
+
+    def _count(self, name: str, n: int = 1) -> None:
+        self._counts[name] += n
+
+    def stats(self) -> dict[str, int]:
+        return {
+            **self._counts,
+            "graph_backlog": len(self._graph_backlog),
+            "cache_backlog": len(self._cache_backlog),
+            "pending": self.pending_count(),
+            "marks_unflushed": len(self._done),
+        }
+
+    async def validate(self, **options: Any) -> Any:
+        """Shorthand for :func:`tristore.coordinator.validate_consistency`."""
+        from tristore.coordinator.validate import validate_consistency
+
+        return await validate_consistency(self, **options)
+
+
+def _script_errors(result: Any) -> list[str]:
+    code = int(result[0])
+    if code == 0:  # applied before (a replay): the marker says how it went then
+        seen = result[1] if len(result) > 1 else b"applied"
+        return ["cache: failed at an earlier apply"] if seen in (b"failed", "failed") else []
+    return [f"cache: {_text(m)}" for m in result[1:]]
+
+
+def _text(value: Any) -> str:
+    return value.decode("utf-8", "replace") if isinstance(value, bytes) else str(value)
+
+
+def _forget(tasks: set[asyncio.Task[Any]]) -> Callable[[asyncio.Task[Any]], None]:
+    def done(task: asyncio.Task[Any]) -> None:
+        tasks.discard(task)
+        if not task.cancelled():
+            task.exception()  # retrieved: a caller that was cancelled never awaits it
+
+    return done

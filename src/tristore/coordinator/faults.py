@@ -1,0 +1,62 @@
+"""Test-only fault injection at named points of the commit protocol."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from typing import Any
+
+from tristore.errors import ConfigError
+
+
+class Faults:
+    """Test-only fault injection at named points of the protocol (never armed in production).
+
+    ``arm(point, error)`` raises ``error`` there; ``arm(point, action=fn)`` calls ``fn`` there
+    (e.g. kill a server). Each arming fires ``times`` times. Unarmed, a point costs one dict lookup.
+    """
+
+    POINTS = frozenset(
+        {
+            "graph.stage",  # after the graph ops, before the SQLite commit (rolls back)
+            "sqlite.commit",  # inside the SQLite commit hop, before COMMIT (rolls back)
+            "after_commit",  # after the SQLite commit, before any apply
+            "graph.commit",  # the Kuzu COMMIT after the SQLite commit (stays pending)
+            "graph.replay",  # the Kuzu COMMIT of a replayed intent
+            "cache.apply",  # before the apply script is sent to Redis (stays pending)
+        }
+    )
+
+    def __init__(self) -> None:
+        self._armed: dict[str, list[Any]] = {}
+
+    def arm(
+        self,
+        point: str,
+        error: BaseException | None = None,
+        *,
+        action: Callable[[], None] | None = None,
+        times: int = 1,
+    ) -> None:
+        if point not in self.POINTS:
+            raise ConfigError(f"fault point {point!r}: expected one of {sorted(self.POINTS)}")
+        if (error is None) == (action is None):
+            raise ConfigError("fault: pass exactly one of error= and action=")
+        self._armed[point] = [error, action, times]
+
+    def disarm(self, point: str | None = None) -> None:
+        if point is None:
+            self._armed.clear()
+        else:
+            self._armed.pop(point, None)
+
+    def fire(self, point: str) -> None:
+        entry = self._armed.get(point)
+        if entry is None:
+            return
+        entry[2] -= 1
+        if entry[2] <= 0:
+            self._armed.pop(point, None)
+        if entry[1] is not None:
+            entry[1]()
+        else:
+            raise entry[0]
