@@ -28,8 +28,6 @@ class RedisOps(AsyncBench):
         """One pipeline of ``size`` SET commands (MULTI-less)."""
         self.run(self.cache.pipeline(self.commands))
 
-    def time_multi_exec(self, size: int) -> None:
-        self.run(self.cache.pipeline(self.commands, transaction=True))
 
 
 class RedisSingle(AsyncBench):
@@ -39,6 +37,7 @@ class RedisSingle(AsyncBench):
         self.cache: Any = stores.CacheStore(settings_in(self.tmpdir, redis={"pool_min": 1}))
         self.run(self.cache.open())
         self.run(self.cache.set("bench:k", "v"))
+        self.commands = [("SET", f"bench:{i}", "x" * 32) for i in range(100)]
         self.sha = self.run(
             self.cache.execute("SCRIPT", "LOAD", "return redis.call('INCRBY', KEYS[1], ARGV[1])")
         )
@@ -50,6 +49,10 @@ class RedisSingle(AsyncBench):
     def time_get_x200(self) -> None:
         """200 sequential GETs, each through a pool checkout."""
         self.batch(OPS, lambda: self.cache.get("bench:k"))
+
+    def time_multi_exec_100(self) -> None:
+        """One MULTI/EXEC transaction of 100 SETs."""
+        self.run(self.cache.pipeline(self.commands, transaction=True))
 
     def time_lua_script_x200(self) -> None:
         self.batch(OPS, lambda: self.cache.execute("EVALSHA", self.sha, 1, "bench:n", 1))
