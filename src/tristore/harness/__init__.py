@@ -9,11 +9,16 @@ from __future__ import annotations
 
 import json
 import sys
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
+
+import click
 
 from tristore.errors import TristoreError
+
+FC = TypeVar("FC", bound=Callable[..., Any])
 
 __all__ = ["AsvPaths", "HarnessError", "asv_command", "asv_paths"]
 
@@ -90,3 +95,24 @@ def asv_command() -> list[str]:
         return [str(sibling)]
     # ``python -m asv`` works whenever asv is importable here, even without its console script.
     return [sys.executable, "-m", "asv"]
+
+
+def asv_config_option(help_text: str) -> Callable[[FC], FC]:
+    """The ``--asv-config`` option every harness command shares (``--config`` is the TOML one)."""
+    return click.option(
+        "--asv-config",
+        "config",
+        type=click.Path(dir_okay=False, path_type=Path),
+        default="asv.conf.json",
+        show_default=True,
+        help=help_text,
+    )
+
+
+def html_dir_option(help_text: str) -> Callable[[FC], FC]:
+    return click.option(
+        "--html-dir",
+        type=click.Path(file_okay=False, path_type=Path),
+        default=None,
+        help=help_text,
+    )

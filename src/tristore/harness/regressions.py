@@ -27,7 +27,7 @@ from typing import Any
 
 import click
 
-from tristore.harness import HarnessError, asv_paths
+from tristore.harness import HarnessError, asv_config_option, asv_paths, html_dir_option
 
 __all__ = ["NotPublished", "Regression", "command", "load_regressions", "newer_than"]
 
@@ -155,20 +155,8 @@ def newer_than(regressions: Iterable[Regression], since: str, repo: Path) -> lis
     default=None,
     help="Only regressions that came in after REF (a commit, branch or tag).",
 )
-@click.option(
-    "--asv-config",
-    "config",
-    type=click.Path(dir_okay=False, path_type=Path),
-    default="asv.conf.json",
-    show_default=True,
-    help="asv config (for html_dir and the repository).",
-)
-@click.option(
-    "--html-dir",
-    type=click.Path(file_okay=False, path_type=Path),
-    default=None,
-    help="Published site (default: html_dir from the config).",
-)
+@asv_config_option("asv config (for html_dir and the repository).")
+@html_dir_option("Published site (default: html_dir from the config).")
 @click.option("--json", "as_json", is_flag=True, help="Print the regressions as JSON.")
 def command(since: str | None, config: Path, html_dir: Path | None, as_json: bool) -> None:
     """Print the current regressions; exit 1 if any are newer than REF, 2 if never published."""

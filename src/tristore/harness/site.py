@@ -38,7 +38,13 @@ from typing import Any
 
 import click
 
-from tristore.harness import HarnessError, asv_command, asv_paths
+from tristore.harness import (
+    HarnessError,
+    asv_command,
+    asv_config_option,
+    asv_paths,
+    html_dir_option,
+)
 
 __all__ = [
     "ASSETS",
@@ -384,20 +390,8 @@ def url_of(server: ThreadingHTTPServer) -> str:
 
 
 @click.command("site")
-@click.option(
-    "--asv-config",
-    "config",
-    type=click.Path(dir_okay=False, path_type=Path),
-    default="asv.conf.json",
-    show_default=True,
-    help="asv config to publish.",
-)
-@click.option(
-    "--html-dir",
-    type=click.Path(file_okay=False, path_type=Path),
-    default=None,
-    help="Output directory (default: html_dir from the asv config).",
-)
+@asv_config_option("asv config to publish.")
+@html_dir_option("Output directory (default: html_dir from the asv config).")
 @click.option(
     "--serve/--no-serve", "serve_site", default=False, show_default=True, help="Serve when built."
 )

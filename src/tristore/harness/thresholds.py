@@ -55,7 +55,7 @@ from typing import Any
 
 import click
 
-from tristore.harness import HarnessError, asv_paths
+from tristore.harness import HarnessError, asv_config_option, asv_paths
 
 __all__ = [
     "CAP",
@@ -243,14 +243,7 @@ def _pct(x: float | None) -> str:
 
 
 @click.command("thresholds")
-@click.option(
-    "--asv-config",
-    "config",
-    type=click.Path(dir_okay=False, path_type=Path),
-    default="asv.conf.json",
-    show_default=True,
-    help="asv config (for results_dir).",
-)
+@asv_config_option("asv config (for results_dir).")
 @click.option(
     "--results-dir",
     type=click.Path(file_okay=False, path_type=Path),
