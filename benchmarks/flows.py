@@ -20,7 +20,7 @@ from .common import AsyncBench, require, settings_in
 
 ORDERS = 20  # orders per timed call
 READS = 50  # cached recommendation reads per timed call
-LOAD_SECONDS = 5.0  # each scenario in FlowLoad.setup_cache
+LOAD_SECONDS = 3.0  # each scenario in FlowLoad.setup_cache (the suite has 5 min per commit)
 
 _server: Any = None
 

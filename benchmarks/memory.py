@@ -13,7 +13,7 @@ from typing import Any
 
 from .common import AsyncBench, require, settings_in
 
-ORDERS = 500  # orders placed before Redis used_memory is read
+ORDERS = 300  # orders placed before Redis used_memory is read
 CONNECTIONS = 16  # connections opened per RSS-per-connection sample
 
 _server: Any = None
@@ -54,8 +54,8 @@ class PeakMemory(AsyncBench):
 
         self.run(self._in_env(nothing))
 
-    def peakmem_place_orders_x500(self) -> None:
-        """500 coordinated orders (analytics cache, events, graph edges)."""
+    def peakmem_place_orders_x300(self) -> None:
+        """300 coordinated orders (analytics cache, events, graph edges)."""
 
         async def orders(env: Any) -> None:
             for n in range(ORDERS):
@@ -63,17 +63,17 @@ class PeakMemory(AsyncBench):
 
         self.run(self._in_env(orders))
 
-    def peakmem_stress_50_users_3s(self) -> None:
-        """The 50-user stress mix for 3 seconds."""
+    def peakmem_stress_50_users_2s(self) -> None:
+        """The 50-user stress mix for 2 seconds."""
 
         async def stress(env: Any) -> None:
-            await self.flows.database_stress_test(env.pipeline, duration=3.0)
+            await self.flows.database_stress_test(env.pipeline, duration=2.0)
 
         self.run(self._in_env(stress))
 
 
 class RedisMemory(AsyncBench):
-    """Redis INFO ``used_memory`` after 500 orders (analytics hashes, events, generations)."""
+    """Redis INFO ``used_memory`` after 300 orders (analytics hashes, events, generations)."""
 
     number = 1
     repeat = (1, 3, 30.0)
@@ -100,7 +100,7 @@ class RedisMemory(AsyncBench):
         info = await self.env.manager.cache.execute("INFO", "memory")
         return int(info["used_memory"])
 
-    def track_redis_used_memory_after_500_orders(self) -> int:
+    def track_redis_used_memory_after_300_orders(self) -> int:
         async def measure() -> int:
             for n in range(ORDERS):
                 await self.env.pipeline.place_order(1 + n % 200, 1 + (n * 7) % 100, 1)
@@ -108,7 +108,7 @@ class RedisMemory(AsyncBench):
 
         return self.run(measure())
 
-    track_redis_used_memory_after_500_orders.unit = "bytes"  # type: ignore[attr-defined]
+    track_redis_used_memory_after_300_orders.unit = "bytes"  # type: ignore[attr-defined]
 
     def track_redis_used_memory_per_order(self) -> float:
         """used_memory growth per order: what the stream, hashes and counters cost."""

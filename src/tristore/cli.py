@@ -63,6 +63,7 @@ _COMMAND_MODULES: tuple[str, ...] = (
     "tristore.harness.regressions",
     "tristore.harness.thresholds",
     "tristore.coordinator.cli",
+    "tristore.load_cli",
 )
 
 

@@ -7,14 +7,12 @@ writer lane, so one thread at a time touches a given connection.
 from __future__ import annotations
 
 import contextlib
-import threading
-import weakref
-from collections import OrderedDict
 from collections.abc import Sequence
 from typing import Any
 
 from tristore.coordinator.faults import Faults
 from tristore.coordinator.log import Intent
+from tristore.stores.graph_prepared import PreparedStatements
 
 MARKER_TABLE = "AppliedTx"
 MARKER_DDL = f"CREATE NODE TABLE IF NOT EXISTS {MARKER_TABLE}(txid STRING PRIMARY KEY)"
@@ -23,61 +21,7 @@ MARKERS_IN = f"MATCH (a:{MARKER_TABLE}) WHERE a.txid IN $ids RETURN a.txid"
 MARKERS_DELETE = f"MATCH (a:{MARKER_TABLE}) WHERE a.txid IN $ids DELETE a"
 
 
-class _Prepared:
-    """Prepared statements per Kuzu connection, reused across transactions.
-
-    ``Connection.execute(str, params)`` prepares the statement every time (parse, bind, plan:
-    about a third of a small write here) and binds parameter types from the query, not from the
-    values (its ``_prepare`` ignores non-dataframe parameters), so executing a cached prepared
-    statement behaves exactly like executing the string. ``_prepare`` is private (the public
-    ``prepare`` is deprecated in favour of ``execute``): without it every call takes the plain path.
-    Only the writer lane's connections use this, one thread at a time; a discarded connection
-    takes its statements with it (weak keys).
-    """
-
-    def __init__(self, size: int = 256) -> None:
-        self._size = size
-        self._by_conn: weakref.WeakKeyDictionary[Any, OrderedDict[str, Any]] = (
-            weakref.WeakKeyDictionary()
-        )
-        self._lock = threading.Lock()
-
-    def execute(self, conn: Any, cypher: str, params: dict[str, Any]) -> Any:
-        prepare = getattr(conn, "_prepare", None)
-        if not params or prepare is None:
-            return conn.execute(cypher, params)
-        with self._lock:
-            cache = self._by_conn.get(conn)
-            if cache is None:
-                cache = self._by_conn[conn] = OrderedDict()
-            stmt = cache.get(cypher)
-        if stmt is None:
-            prepared = prepare(cypher)
-            if not prepared.is_success():  # let execute() raise the engine's own error
-                return conn.execute(cypher, params)
-            # Keep only the engine's statement: the wrapper holds its connection, which would
-            # keep every discarded connection alive through this weak-keyed cache.
-            stmt = _Statement(prepared._prepared_statement)
-            with self._lock:
-                cache[cypher] = stmt
-                while len(cache) > self._size:
-                    cache.popitem(last=False)
-        else:
-            with self._lock:
-                cache.move_to_end(cypher)
-        return conn.execute(stmt, params)
-
-
-class _Statement:
-    """What ``Connection.execute`` reads from a prepared statement, without the connection."""
-
-    __slots__ = ("_prepared_statement",)
-
-    def __init__(self, inner: Any) -> None:
-        self._prepared_statement = inner
-
-
-_prepared = _Prepared()
+_prepared = PreparedStatements()
 
 
 def stage_graph(conn: Any, intent: Intent, faults: Faults) -> None:

@@ -27,6 +27,7 @@ from tristore.config import Settings
 from tristore.errors import QueryError, StoreUnavailable
 from tristore.pool import Pool, PoolConfig
 from tristore.schema import graph_statements
+from tristore.stores.graph_prepared import PreparedStatements
 from tristore.stores.limits import check_values
 
 T = TypeVar("T")
@@ -183,6 +184,8 @@ class GraphStore:
         self._executor: ThreadPoolExecutor | None = None
         # id(connection) -> its query still running in a worker thread (see _GraphConnector.close)
         self._running: dict[int, asyncio.Future[Any]] = {}
+        # Kuzu leaks every statement execute(text, params) prepares: reuse prepared ones.
+        self.prepared = PreparedStatements()
         self._workers = readers + 1
         self.writer: Pool[Any] = Pool(
             _GraphConnector(self), PoolConfig(min_size=1, max_size=1), name="graph-writer"
@@ -268,15 +271,17 @@ class GraphStore:
         self, cypher: str, params: Mapping[str, Any] | None = None, *, timeout: float | None = None
     ) -> list[dict[str, Any]]:
         """A read query; rows as dicts keyed by column name."""
+        values = dict(params or {})
         return await self.read(
-            lambda c: rows_as_dicts(c.execute(cypher, dict(params or {}))), timeout=timeout
+            lambda c: rows_as_dicts(self.prepared.execute(c, cypher, values)), timeout=timeout
         )
 
     async def query_rows(
         self, cypher: str, params: Mapping[str, Any] | None = None, *, timeout: float | None = None
     ) -> list[list[Any]]:
+        values = dict(params or {})
         return await self.read(
-            lambda c: c.execute(cypher, dict(params or {})).get_all(), timeout=timeout
+            lambda c: self.prepared.execute(c, cypher, values).get_all(), timeout=timeout
         )
 
     async def read(self, fn: Callable[[Any], T], *, timeout: float | None = None) -> T:
@@ -302,7 +307,9 @@ class GraphStore:
         """Several write statements in one transaction, in one thread hop; all or nothing."""
         for _, params in statements:
             self._check(params)
-        return await self.write_fn(lambda c: _run_statements(c, statements), timeout=timeout)
+        return await self.write_fn(
+            lambda c: _run_statements(self.prepared, c, statements), timeout=timeout
+        )
 
     async def write_fn(self, fn: Callable[[Any], T], *, timeout: float | None = None) -> T:
         """Run ``fn(conn)`` between BEGIN TRANSACTION and COMMIT on the writer lane."""
@@ -335,9 +342,12 @@ class GraphStore:
         return {"writer": self.writer.stats(), "readers": self.readers.stats()}
 
 
-def _run_statements(conn: Any, statements: Sequence[Statement]) -> list[list[dict[str, Any]]]:
+def _run_statements(
+    prepared: PreparedStatements, conn: Any, statements: Sequence[Statement]
+) -> list[list[dict[str, Any]]]:
     return [
-        rows_as_dicts(conn.execute(cypher, dict(params or {}))) for cypher, params in statements
+        rows_as_dicts(prepared.execute(conn, cypher, dict(params or {})))
+        for cypher, params in statements
     ]
 
 
