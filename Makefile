@@ -44,5 +44,10 @@ site: venv
 serve-site: venv
 	$(PY) -m tristore.cli site --serve --port $(PORT)
 
+# The PR gate: base vs head on this machine, interleaved rounds, significance-tested verdicts.
+BASE ?= origin/main
+gate: venv
+	$(PY) -m tristore.cli gate --base $(BASE)
+
 clean:
 	rm -rf .asv/html .pytest_cache

@@ -29,7 +29,6 @@ class RedisOps(AsyncBench):
         self.run(self.cache.pipeline(self.commands))
 
 
-
 class RedisSingle(AsyncBench):
     def setup(self) -> None:
         stores = require("tristore.stores", "CacheStore")

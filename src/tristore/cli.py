@@ -64,6 +64,8 @@ _COMMAND_MODULES: tuple[str, ...] = (
     "tristore.harness.thresholds",
     "tristore.coordinator.cli",
     "tristore.load_cli",
+    "tristore.harness.gate",
+    "tristore.harness.compare",
 )
 
 

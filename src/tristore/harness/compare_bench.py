@@ -1,0 +1,406 @@
+"""pyperf worker script for ``tristore compare``: tristore's hot paths next to the raw drivers.
+
+Run by ``tristore compare`` as ``python -m tristore.harness.compare_bench --data-dir DIR ...``;
+pyperf then re-runs this module in worker processes, one benchmark per worker. Workers do not
+inherit the environment: ``tristore compare`` passes ``--inherit-environ`` for
+``TRISTORE_REDIS_URL`` (the server every Redis case talks to) and ``PATH``.
+
+Every case is timed the same way: one event loop per worker process, made on first use, and
+``loops`` operations awaited one after another inside one ``run_until_complete`` with the clock
+read around the loop (``asyncio.run`` per operation would cost ~140 us and swamp a 2 us pool
+checkout). Set-up (opening stores, connecting) happens before the first timed call.
+
+The pairs, and what makes each fair:
+
+* ``pool_checkout``: tristore's ``Pool`` with a connector whose connections cost nothing, vs a
+  bare ``asyncio.Queue`` of one object (get, then put back): the least an async pool can do.
+* ``sqlite_write``: one single-row INSERT transaction into the same one-table schema, WAL +
+  synchronous=NORMAL everywhere: tristore ``SQLiteStore.execute`` vs aiosqlite
+  ``execute`` + ``commit`` (its documented way) vs raw ``sqlite3`` (BEGIN IMMEDIATE / INSERT /
+  COMMIT, synchronous, on the calling thread: the ceiling, not an async peer).
+* ``redis_single`` (SET) and ``redis_pipeline_100`` (100 SETs, no MULTI): tristore
+  ``CacheStore`` vs ``redis.asyncio.Redis`` with the same redis-py, the same hiredis parser, the
+  same server.
+* ``kuzu_read``: a parameterized point lookup on the same seeded graph: tristore
+  ``GraphStore.query_rows`` vs a raw kuzu ``Connection`` called the same async way
+  (``run_in_executor`` on a thread pool of the same size), and, for reference, the raw call made
+  synchronously on the loop's thread (what an application that blocks its loop would see).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import sqlite3
+import sys
+import tempfile
+from collections.abc import Awaitable, Callable
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass
+from pathlib import Path
+from time import perf_counter
+from typing import Any
+
+import pyperf
+
+ENV_REDIS_URL = "TRISTORE_REDIS_URL"
+INSERT = "INSERT INTO perf (v) VALUES (?)"
+SCHEMA = "CREATE TABLE IF NOT EXISTS perf (id INTEGER PRIMARY KEY, v TEXT NOT NULL)"
+POINT_LOOKUP = "MATCH (c:Customer) WHERE c.id = $id RETURN c.name"
+LOOKUP_PARAMS = {"id": 42}
+PIPELINE = [("SET", f"cmp:{i}", "v" * 32) for i in range(100)]
+
+Op = Callable[[], Awaitable[Any]]
+
+
+@dataclass(frozen=True)
+class Case:
+    """One pyperf benchmark: ``op`` (``pool_checkout``) done by ``impl``."""
+
+    op: str
+    impl: str
+    role: str  # "tristore" | "reference" (async peer) | "reference-sync" (blocking ceiling)
+    make: Callable[[Context], Awaitable[Op | Callable[[], Any]]]
+    sync: bool = False  # the op is a plain call, not a coroutine
+
+    @property
+    def name(self) -> str:
+        return f"{self.op}[{self.impl}]"
+
+
+class Context:
+    """Per worker process: the loop, scratch directory, and what must be closed at exit."""
+
+    def __init__(self, data_dir: Path) -> None:
+        self.data_dir = data_dir
+        self.loop = asyncio.new_event_loop()
+        self.scratch = Path(tempfile.mkdtemp(prefix="tristore-compare-", dir=data_dir))
+        self.closers: list[Callable[[], Awaitable[Any]]] = []
+
+    @property
+    def redis_url(self) -> str:
+        url = os.environ.get(ENV_REDIS_URL, "")
+        if not url:
+            raise RuntimeError(f"{ENV_REDIS_URL} is not set (run through `tristore compare`)")
+        return url
+
+    @property
+    def graph_path(self) -> Path:
+        return self.data_dir / "seeded" / "graph.kuzu"
+
+    def settings(self, *, redis: bool = False) -> Any:
+        from tristore.testing.setup import store_settings
+
+        return store_settings(self.scratch, self.redis_url if redis else "")
+
+
+# -- pool ---------------------------------------------------------------------------------------
+
+
+class _Nothing:
+    store = "compare"
+    reset_on_return = False
+
+    async def connect(self) -> object:
+        return object()
+
+    async def close(self, conn: object) -> None:
+        return None
+
+    async def check(self, conn: object) -> None:
+        return None
+
+    async def reset(self, conn: object) -> bool:
+        return True
+
+
+async def tristore_pool(ctx: Context) -> Op:
+    from tristore.pool import Pool, PoolConfig
+
+    pool: Pool[object] = Pool(_Nothing(), PoolConfig(min_size=1, max_size=1))
+    await pool.open()
+    ctx.closers.append(pool.close)
+
+    async def op() -> None:
+        async with pool.acquire():
+            pass
+
+    return op
+
+
+async def queue_pool(ctx: Context) -> Op:
+    queue: asyncio.Queue[object] = asyncio.Queue()
+    queue.put_nowait(object())
+
+    async def op() -> None:
+        conn = await queue.get()
+        try:
+            pass
+        finally:
+            queue.put_nowait(conn)
+
+    return op
+
+
+# -- SQLite -------------------------------------------------------------------------------------
+
+
+async def tristore_sqlite(ctx: Context) -> Op:
+    from tristore.stores import SQLiteStore
+
+    store = SQLiteStore(ctx.settings(), apply_schema=False)
+    await store.open()
+    ctx.closers.append(store.close)
+    await store.execute(SCHEMA)
+
+    def op() -> Awaitable[int]:
+        return store.execute(INSERT, ("x",))
+
+    return op
+
+
+def _pragmas(conn: sqlite3.Connection) -> None:
+    # The settings tristore applies (config defaults), so only the access path differs.
+    conn.execute("PRAGMA journal_mode = WAL")
+    conn.execute("PRAGMA synchronous = NORMAL")
+    conn.execute("PRAGMA busy_timeout = 30000")
+    conn.execute("PRAGMA cache_size = 10000")
+    conn.execute(SCHEMA)
+
+
+async def aiosqlite_write(ctx: Context) -> Op:
+    import aiosqlite
+
+    db = await aiosqlite.connect(ctx.scratch / "aiosqlite.sqlite3")
+    ctx.closers.append(db.close)
+    for pragma in ("journal_mode = WAL", "synchronous = NORMAL", "busy_timeout = 30000"):
+        await db.execute(f"PRAGMA {pragma}")
+    await db.execute(SCHEMA)
+    await db.commit()
+
+    async def op() -> None:
+        await db.execute(INSERT, ("x",))
+        await db.commit()
+
+    return op
+
+
+async def sqlite3_write(ctx: Context) -> Callable[[], None]:
+    conn = sqlite3.connect(ctx.scratch / "raw.sqlite3", isolation_level=None)
+    _pragmas(conn)
+
+    async def close() -> None:
+        conn.close()
+
+    ctx.closers.append(close)
+
+    def op() -> None:
+        conn.execute("BEGIN IMMEDIATE")
+        conn.execute(INSERT, ("x",))
+        conn.execute("COMMIT")
+
+    return op
+
+
+# -- Redis --------------------------------------------------------------------------------------
+
+
+async def tristore_redis(ctx: Context) -> Any:
+    from tristore.stores import CacheStore
+
+    store = CacheStore(ctx.settings(redis=True))
+    await store.open()
+    ctx.closers.append(store.close)
+    return store
+
+
+async def raw_redis(ctx: Context) -> Any:
+    import redis.asyncio as aioredis
+
+    client = aioredis.Redis.from_url(ctx.redis_url)
+    await client.ping()
+    ctx.closers.append(client.aclose)
+    return client
+
+
+async def tristore_redis_single(ctx: Context) -> Op:
+    store = await tristore_redis(ctx)
+    return lambda: store.set("cmp:single", "v" * 32)
+
+
+async def raw_redis_single(ctx: Context) -> Op:
+    client = await raw_redis(ctx)
+    return lambda: client.set("cmp:single", "v" * 32)
+
+
+async def tristore_redis_pipeline(ctx: Context) -> Op:
+    store = await tristore_redis(ctx)
+    return lambda: store.pipeline(PIPELINE)
+
+
+async def raw_redis_pipeline(ctx: Context) -> Op:
+    client = await raw_redis(ctx)
+
+    async def op() -> list[Any]:
+        pipe = client.pipeline(transaction=False)
+        for command in PIPELINE:
+            pipe.execute_command(*command)
+        return list(await pipe.execute())
+
+    return op
+
+
+# -- Kuzu ---------------------------------------------------------------------------------------
+
+
+def _graph_settings(ctx: Context) -> Any:
+    from tristore.testing.setup import store_settings
+
+    return store_settings(ctx.data_dir / "seeded")
+
+
+async def tristore_kuzu(ctx: Context) -> Op:
+    from tristore.stores import GraphStore
+
+    store = GraphStore(_graph_settings(ctx), apply_schema=False)
+    await store.open()
+    ctx.closers.append(store.close)
+    return lambda: store.query_rows(POINT_LOOKUP, LOOKUP_PARAMS)
+
+
+def _raw_kuzu(ctx: Context) -> Any:
+    import kuzu
+
+    g = _graph_settings(ctx).graph  # the same buffer pool and thread settings as tristore's
+    db = kuzu.Database(
+        str(ctx.graph_path),
+        buffer_pool_size=g.buffer_pool_bytes,
+        max_num_threads=g.max_threads,
+        compression=g.compression,
+    )
+    conn = kuzu.Connection(db, num_threads=g.max_threads)
+
+    async def close() -> None:
+        conn.close()
+        db.close()
+
+    ctx.closers.append(close)
+    return conn, g
+
+
+async def kuzu_executor(ctx: Context) -> Op:
+    conn, g = _raw_kuzu(ctx)
+    executor = ThreadPoolExecutor(g.readers + 1)  # the size of tristore's graph executor
+
+    async def shutdown() -> None:
+        executor.shutdown(wait=True)
+
+    ctx.closers.append(shutdown)
+    loop = asyncio.get_running_loop()
+
+    def call() -> list[Any]:
+        return conn.execute(POINT_LOOKUP, dict(LOOKUP_PARAMS)).get_all()
+
+    return lambda: loop.run_in_executor(executor, call)
+
+
+async def kuzu_sync(ctx: Context) -> Callable[[], list[Any]]:
+    conn, _ = _raw_kuzu(ctx)
+    return lambda: conn.execute(POINT_LOOKUP, dict(LOOKUP_PARAMS)).get_all()
+
+
+# Ordered so that each tristore case runs right before its references: pyperf runs all the
+# processes of one benchmark, then the next, so neighbours see the most similar machine state.
+CASES: tuple[Case, ...] = (
+    Case("pool_checkout", "tristore", "tristore", tristore_pool),
+    Case("pool_checkout", "asyncio.Queue", "reference", queue_pool),
+    Case("sqlite_write", "tristore", "tristore", tristore_sqlite),
+    Case("sqlite_write", "aiosqlite", "reference", aiosqlite_write),
+    Case("sqlite_write", "sqlite3", "reference-sync", sqlite3_write, sync=True),
+    Case("redis_single", "tristore", "tristore", tristore_redis_single),
+    Case("redis_single", "redis.asyncio", "reference", raw_redis_single),
+    Case("redis_pipeline_100", "tristore", "tristore", tristore_redis_pipeline),
+    Case("redis_pipeline_100", "redis.asyncio", "reference", raw_redis_pipeline),
+    Case("kuzu_read", "tristore", "tristore", tristore_kuzu),
+    Case("kuzu_read", "kuzu executor", "reference", kuzu_executor),
+    Case("kuzu_read", "kuzu sync", "reference-sync", kuzu_sync, sync=True),
+)
+
+_state: dict[str, tuple[Context, Any]] = {}
+
+
+def _prepared(case: Case, data_dir: Path) -> tuple[Context, Any]:
+    if case.name not in _state:
+        ctx = Context(data_dir)
+        op = ctx.loop.run_until_complete(case.make(ctx))
+        _state[case.name] = (ctx, op)
+    return _state[case.name]
+
+
+def time_case(loops: int, case: Case, data_dir: Path) -> float:
+    """pyperf's time function: seconds for ``loops`` operations."""
+    ctx, op = _prepared(case, data_dir)
+    if case.sync:
+        start = perf_counter()
+        for _ in range(loops):
+            op()
+        return perf_counter() - start
+
+    async def timed() -> float:
+        start = perf_counter()
+        for _ in range(loops):
+            await op()
+        return perf_counter() - start
+
+    return ctx.loop.run_until_complete(timed())
+
+
+def _close_all() -> None:
+    for ctx, _ in _state.values():
+        for closer in reversed(ctx.closers):
+            try:
+                ctx.loop.run_until_complete(closer())
+            except Exception as exc:  # closing must not turn a measured run into a failure
+                print(f"compare_bench: error while closing: {exc!r}", file=sys.stderr)
+        ctx.loop.close()
+    _state.clear()
+
+
+def _forward(cmd: list[str], args: Any) -> None:
+    """pyperf hook: pass our own options on to the worker processes."""
+    cmd.extend(["--data-dir", args.data_dir])
+    for name in args.only or ():
+        cmd.extend(["--only", name])
+
+
+def main() -> None:
+    runner = pyperf.Runner(
+        program_args=("-m", "tristore.harness.compare_bench"), add_cmdline_args=_forward
+    )
+    runner.argparser.add_argument("--data-dir", required=True, help="Seeded data directory.")
+    runner.argparser.add_argument(
+        "--only", action="append", help="Only operations with this name (repeatable)."
+    )
+    args = runner.parse_args()
+    data_dir = Path(args.data_dir)
+    from redis.utils import HIREDIS_AVAILABLE
+
+    # Both Redis sides parse with hiredis when it is installed: recorded, not assumed.
+    runner.metadata["redis_hiredis"] = str(HIREDIS_AVAILABLE)
+    try:
+        for case in CASES:
+            if args.only and case.op not in args.only:
+                continue
+            runner.bench_time_func(
+                case.name,
+                time_case,
+                case,
+                data_dir,
+                metadata={"tristore_op": case.op, "tristore_impl": case.impl},
+            )
+    finally:
+        _close_all()
+
+
+if __name__ == "__main__":
+    main()

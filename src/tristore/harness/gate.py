@@ -1,0 +1,335 @@
+"""``tristore gate``: a PR gate on pytest-benchmark fast checks that tells the truth.
+
+What it does (``tristore gate --base origin/main``):
+
+1. extracts the base revision's ``src/`` (``git archive``) into a temporary directory; the head
+   side is the working tree's ``src/`` (or ``--head REF``, extracted the same way);
+2. runs HEAD's ``tests/perf`` (``pytest -m perf``) once per *round* per side, with
+   ``PYTHONPATH`` pointing at that side's library, interleaved base/head/head/base/...; each
+   round writes ``--benchmark-json`` with every raw sample;
+3. reduces each round to one number per benchmark (its fastest sample per operation), compares
+   the rounds of the two sides with a one-sided Mann-Whitney U test and a Hodges-Lehmann ratio,
+   and calls a **regression** only when ratio >= 1.10 *and* p < 0.01 after Holm's adjustment
+   over the benchmarks (why these choices: see :mod:`tristore.harness.gate_stats`);
+4. writes a Markdown report (table + ``pytest-benchmark compare`` of the pooled samples) and
+   exits **1** on a regression, **0** otherwise, **2** when it cannot judge (a failing perf
+   test, a bad ref, a timeout).
+
+The defaults (12 rounds per side, ~6 s per round) finish in about 2.5 min on two quiet cores;
+a budget (default 270 s) stops adding rounds early, never below 6 per side, so the gate stays
+under five minutes on a loaded machine too. ``--calibrate`` measures the gate itself (see
+:mod:`tristore.harness.gate_calibrate`).
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import math
+import shlex
+import sys
+import tempfile
+import time
+from collections.abc import Iterator, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+
+import click
+
+from tristore.harness.gate_calibrate import Calibration, calibration_markdown, run_calibration
+from tristore.harness.gate_report import GateSummary, gate_markdown
+from tristore.harness.gate_run import (
+    GateError,
+    Rounds,
+    Side,
+    checkout_src,
+    describe,
+    merge_json,
+    pytest_benchmark_compare,
+    repo_root,
+    run_interleaved,
+)
+from tristore.harness.gate_stats import Comparison, Policy, json_safe, judge, measure
+from tristore.slowdown import TARGETS
+
+EXIT_OK, EXIT_REGRESSION, EXIT_ERROR = 0, 1, 2
+
+
+def comparisons(rounds: Rounds, policy: Policy) -> list[Comparison]:
+    """Every benchmark of one gate run, judged together (one family: see gate_stats.judge)."""
+    measured = [
+        measure(
+            name,
+            rounds.per_round("base", name, policy.quantile),
+            rounds.per_round("head", name, policy.quantile),
+        )
+        for name in rounds.names()
+    ]
+    return judge(measured, policy)
+
+
+def _inject_env(inject: float, target: str | None) -> dict[str, str]:
+    if not inject:
+        return {}
+    if not target:
+        raise click.UsageError("--inject needs --target")
+    return {"TRISTORE_SLOWDOWN": f"{inject:g}", "TRISTORE_SLOWDOWN_TARGET": target}
+
+
+@contextlib.contextmanager
+def _source(ref: str | None, root: Path, src_dir: Path | None = None) -> Iterator[tuple[Path, str]]:
+    """(src directory, description) of a ref, a directory, or the working tree."""
+    if src_dir is not None:
+        if not (src_dir / "tristore").is_dir():
+            raise GateError(f"{src_dir} has no tristore package")
+        yield src_dir.resolve(), f"directory {src_dir}"
+        return
+    if ref is None:
+        try:
+            sha = describe("HEAD", root)
+        except GateError:
+            sha = "no commit"
+        yield root / "src", f"working tree at {sha}"
+        return
+    with checkout_src(ref, root) as src:
+        yield src, describe(ref, root)
+
+
+def _command_line() -> str:
+    """How this gate was invoked, for the calibration report."""
+    args = sys.argv[1:]
+    if "gate" in args:
+        args = args[args.index("gate") + 1 :]
+    return shlex.join(["tristore", "gate", *args])
+
+
+def _echo(message: str) -> None:
+    click.echo(message, err=True)
+
+
+@click.command("gate")
+@click.option("--base", "base_ref", metavar="REF", help="Base revision (e.g. origin/main).")
+@click.option(
+    "--head", "head_ref", metavar="REF", help="Head revision (default: the working tree)."
+)
+@click.option(
+    "--src",
+    "src_dir",
+    type=click.Path(file_okay=False, exists=True, path_type=Path),
+    help="Head (and, with --calibrate, both sides): this directory's tristore package.",
+)
+@click.option("--rounds", default=12, show_default=True, help="Rounds (processes) per side.")
+@click.option(
+    "--budget",
+    default=270.0,
+    show_default=True,
+    help="Seconds for all rounds of one gate; stops early (never below 5 rounds) to keep it.",
+)
+@click.option("--threshold", default=1.10, show_default=True, help="Minimum head/base ratio.")
+@click.option("--alpha", default=0.01, show_default=True, help="One-sided significance level.")
+@click.option("--quantile", default=0.0, show_default=True, help="Per-round statistic (0: min).")
+@click.option("--only", multiple=True, metavar="NAME", help="Only benchmarks matching (-k).")
+@click.option("--scale", default=1.0, show_default=True, help="Samples per benchmark, scaled.")
+@click.option(
+    "--report",
+    "report_path",
+    type=click.Path(dir_okay=False, path_type=Path),
+    help="Write the Markdown report (PR comment) here too.",
+)
+@click.option(
+    "--json",
+    "json_path",
+    type=click.Path(dir_okay=False, path_type=Path),
+    help="Write the per-benchmark results (or the calibration) as JSON.",
+)
+@click.option(
+    "--keep",
+    type=click.Path(file_okay=False, path_type=Path),
+    help="Keep the per-round --benchmark-json files here.",
+)
+@click.option("--calibrate", is_flag=True, help="Measure the gate: A/A runs (plus --inject).")
+@click.option("--runs", default=10, show_default=True, help="Gate runs for --calibrate.")
+@click.option("--max-minutes", default=0.0, help="--calibrate: stop after this long (0: none).")
+@click.option(
+    "--inject",
+    default=0.0,
+    help="Test only: slow head's --target by this percent (TRISTORE_SLOWDOWN).",
+)
+@click.option("--target", type=click.Choice(TARGETS), help="Hot path for --inject.")
+def command(
+    base_ref: str | None,
+    head_ref: str | None,
+    src_dir: Path | None,
+    rounds: int,
+    budget: float,
+    threshold: float,
+    alpha: float,
+    quantile: float,
+    only: Sequence[str],
+    scale: float,
+    report_path: Path | None,
+    json_path: Path | None,
+    keep: Path | None,
+    calibrate: bool,
+    runs: int,
+    max_minutes: float,
+    inject: float,
+    target: str | None,
+) -> None:
+    """Compare the perf suite of --base and head; exit 1 on a real regression.
+
+    With --calibrate: run the gate on identical code RUNS times and report how often it
+    judged wrongly (and, with --inject/--target, how often it caught the injected slowdown).
+    """
+    try:
+        policy = Policy(threshold=threshold, alpha=alpha, quantile=quantile)
+    except ValueError as exc:
+        raise click.UsageError(str(exc)) from exc
+    env = _inject_env(inject, target)
+    opts = Options(
+        base_ref, head_ref, src_dir, policy, rounds, budget, tuple(only), scale, env,
+        inject, target or "", report_path, json_path, runs, max_minutes, _command_line(),
+    )  # fmt: skip
+    try:
+        root = repo_root()
+        tests = root / "tests" / "perf"
+        if not tests.is_dir():
+            raise GateError(f"{tests} not found: run the gate from a tristore checkout")
+        with contextlib.ExitStack() as stack:
+            workdir = keep or Path(stack.enter_context(tempfile.TemporaryDirectory()))
+            workdir.mkdir(parents=True, exist_ok=True)
+            if calibrate:
+                code = _calibrate(opts, root, tests, workdir)
+            elif base_ref is None:
+                raise click.UsageError("--base REF is required (or --calibrate)")
+            else:
+                code = _gate(opts, root, tests, workdir)
+    except GateError as exc:
+        _echo(f"tristore gate: error: {exc}")
+        if report_path is not None:
+            report_path.write_text(f"## tristore perf gate: ⚠️ could not judge\n\n```\n{exc}\n```\n")
+        sys.exit(EXIT_ERROR)
+    sys.exit(code)
+
+
+@dataclass(frozen=True)
+class Options:
+    base_ref: str | None
+    head_ref: str | None
+    src_dir: Path | None
+    policy: Policy
+    rounds: int
+    budget: float
+    only: tuple[str, ...]
+    scale: float
+    env: dict[str, str]
+    inject: float
+    target: str
+    report_path: Path | None
+    json_path: Path | None
+    runs: int
+    max_minutes: float
+    argv: str
+
+
+def _gate(opts: Options, root: Path, tests: Path, workdir: Path) -> int:
+    policy, inject, target = opts.policy, opts.inject, opts.target
+    report_path, json_path = opts.report_path, opts.json_path
+    start = time.perf_counter()
+    with (
+        _source(opts.base_ref, root) as (base_src, base_desc),
+        _source(opts.head_ref, root, opts.src_dir) as (head_src, head_desc),
+    ):
+        base = Side("base", base_src, base_desc)
+        head = Side("head", head_src, head_desc, opts.env)
+        _echo(f"gate: base {base_desc} vs head {head_desc}, {opts.rounds} rounds per side")
+        measured = run_interleaved(
+            base, head, rounds=opts.rounds, tests=tests, root=root, workdir=workdir,
+            budget_s=opts.budget, min_rounds=policy.min_rounds, only=opts.only,
+            scale=opts.scale, progress=_echo,
+        )  # fmt: skip
+    comps = comparisons(measured, policy)
+    base_json = merge_json(measured.rounds["base"], workdir / "base.json")
+    head_json = merge_json(measured.rounds["head"], workdir / "head.json")
+    notes = [measured.stopped_early] if measured.stopped_early else []
+    skipped = {**_skips(measured, "base"), **_skips(measured, "head")}
+    notes += [f"skipped: {where}: {why}" for where, why in sorted(skipped.items())]
+    failed_on_base = sorted({t for r in measured.rounds["base"] for t in r.failed})
+    notes += [f"failed on base (left out there): {test}" for test in failed_on_base]
+    summary = GateSummary(
+        base=base_desc,
+        head=head_desc,
+        rounds=(len(measured.rounds["base"]), len(measured.rounds["head"])),
+        seconds=time.perf_counter() - start,
+        policy=policy,
+        comparisons=comps,
+        compare_text=pytest_benchmark_compare(base_json, head_json),
+        notes=notes,
+        injected=f"{inject:g}% on {target}" if inject else "",
+    )
+    markdown = gate_markdown(summary)
+    if report_path is not None:
+        report_path.write_text(markdown)
+    click.echo(markdown)
+    if json_path is not None:
+        json_path.write_text(
+            json.dumps(
+                json_safe(
+                    {
+                        "base": base_desc,
+                        "head": head_desc,
+                        "seconds": summary.seconds,
+                        "policy": policy.__dict__,
+                        "exit_code": EXIT_REGRESSION if summary.regressions else EXIT_OK,
+                        "benchmarks": [c.as_dict() for c in comps],
+                    }
+                ),
+                indent=1,
+            )
+        )
+    return EXIT_REGRESSION if summary.regressions else EXIT_OK
+
+
+def _skips(measured: Rounds, side: str) -> dict[str, str]:
+    out: dict[str, str] = {}
+    for r in measured.rounds[side]:
+        out.update({f"{side} {where}": why for where, why in r.skipped.items()})
+    return out
+
+
+def _calibrate(opts: Options, root: Path, tests: Path, workdir: Path) -> int:
+    policy, rounds = opts.policy, opts.rounds
+    deadline = time.monotonic() + opts.max_minutes * 60 if opts.max_minutes else math.inf
+    with _source(opts.head_ref, root, opts.src_dir) as (src, desc):
+        cal = Calibration(policy, rounds, opts.inject, opts.target, desc)
+        base = Side("base", src, desc)
+        head = Side("head", src, desc, opts.env)
+
+        def one_run(i: int) -> tuple[float, list[Comparison], dict[str, dict[str, list[float]]]]:
+            run_dir = workdir / f"run-{i:03d}"
+            run_dir.mkdir(parents=True, exist_ok=True)
+            measured = run_interleaved(
+                base, head, rounds=rounds, tests=tests, root=root, workdir=run_dir,
+                budget_s=opts.budget, min_rounds=policy.min_rounds, only=opts.only,
+                scale=opts.scale,
+            )  # fmt: skip
+            medians = {
+                name: {s: measured.per_round(s, name, 0.5) for s in ("base", "head")}
+                for name in measured.names()
+            }
+            return measured.seconds, comparisons(measured, policy), medians
+
+        run_calibration(
+            cal, opts.runs, one_run, json_path=opts.json_path, progress=_echo, deadline=deadline
+        )
+    markdown = calibration_markdown(cal, opts.argv)
+    if opts.report_path is not None:
+        opts.report_path.write_text(markdown)
+    if opts.json_path is not None:
+        cal.write(opts.json_path)
+    click.echo(markdown)
+    return EXIT_OK if cal.summary()["meets_targets"] else EXIT_REGRESSION
+
+
+if __name__ == "__main__":  # pragma: no cover - `python -m tristore.harness.gate`
+    command()

@@ -1,0 +1,405 @@
+"""Measured trust in the gate: A/A false verdicts, detection of an injected slowdown, noise.
+
+``tristore gate --calibrate --runs N`` runs N complete gates with the *same* source on both sides
+(A/A). Any verdict other than "unchanged" is false. With ``--inject 20 --target sqlite_write`` the
+head side of each gate runs with the test-only slowdown switch (tristore/slowdown.py) on, and the
+report gives how often the gate caught it, plus the ratio it measured (the slowdown as seen by
+the benchmark, which is what "20%" has to mean for the detection rate to mean anything).
+
+Three estimates of each rate are reported:
+
+* **direct**: verdicts of the N real gate runs, with an exact (Clopper-Pearson) 95% interval.
+  Honest but expensive: each run is a full gate, so "<= 1% false" cannot be *shown* by this
+  alone in an afternoon (0 false in 30 runs only bounds the rate below 12%).
+* **resampled**: 2000 synthetic gates per benchmark, each drawing its rounds at random (with
+  replacement) from all rounds measured on each side across the N runs, judged by the same rule
+  at the Bonferroni level alpha/m (m benchmarks), the strictest level Holm applies.
+  It uses the measured noise, outliers included, but loses the pairing in time that the
+  interleaving provides, so it is conservative for A/A (slow drifts count as noise here).
+* **permuted** (A/A only): within each run, the 2R rounds are relabelled base/head at random
+  (200 times per run), the same relabelling for every benchmark of a round, as the interleaved
+  design makes them exchangeable. This keeps each run's own noise, the correlation between
+  benchmarks measured in the same process, and gives the gate-level rate (any benchmark
+  flagged) from thousands of synthetic gates.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import math
+import statistics
+import time
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from tristore.harness.gate_stats import Comparison, Policy, compare, cv, json_safe, judge, measure
+
+RESAMPLES = 2000
+PERMUTATIONS = 200  # per run
+
+
+@dataclass
+class CalibrationRun:
+    index: int
+    seconds: float
+    comparisons: list[Comparison]
+
+    @property
+    def failed(self) -> bool:
+        """Would this gate have exited 1."""
+        return any(c.verdict == "regression" for c in self.comparisons)
+
+
+@dataclass
+class Calibration:
+    policy: Policy
+    rounds: int
+    inject: float = 0.0
+    target: str = ""
+    source: str = ""
+    runs: list[CalibrationRun] = field(default_factory=list)
+    # name -> side -> all per-round values (policy quantile), and median-based values for CV
+    pooled: dict[str, dict[str, list[float]]] = field(default_factory=dict)
+    median_cvs: dict[str, list[float]] = field(default_factory=dict)  # per run and side
+    resample_seed: int = 20261122
+    resamples: int = RESAMPLES
+    _summary: tuple[tuple[int, bool], dict[str, Any]] | None = field(default=None, repr=False)
+
+    def add(
+        self,
+        run: CalibrationRun,
+        rounds_median: dict[str, dict[str, list[float]]],
+    ) -> None:
+        self.runs.append(run)
+        for c in run.comparisons:
+            pool = self.pooled.setdefault(c.name, {"base": [], "head": []})
+            pool["base"] += c.base
+            pool["head"] += c.head
+        for name, sides in rounds_median.items():
+            self.median_cvs.setdefault(name, []).extend(
+                cv(values) for values in sides.values() if len(values) > 1
+            )
+
+    # -- summaries ---------------------------------------------------------------------------
+
+    def names(self) -> list[str]:
+        return sorted({c.name for r in self.runs for c in r.comparisons})
+
+    def per_benchmark(self, name: str, *, resample: bool = True) -> dict[str, Any]:
+        comps = [c for r in self.runs for c in r.comparisons if c.name == name]
+        judged = [c for c in comps if c.verdict in ("regression", "improvement", "unchanged")]
+        is_target = bool(self.inject) and name.removeprefix("test_") == self.target
+        regress = sum(c.verdict == "regression" for c in judged)
+        faster = sum(c.verdict == "improvement" for c in judged)
+        false = faster if is_target else regress + faster
+        n = len(judged)
+        out: dict[str, Any] = {
+            "name": name,
+            "runs": n,
+            "target": is_target,
+            "regression_verdicts": regress,
+            "improvement_verdicts": faster,
+            "false_verdicts": false,
+            "false_rate": false / n if n else math.nan,
+            "false_rate_ci95": _ci(false, n),
+            "median_ratio": statistics.median([c.ratio for c in judged]) if judged else math.nan,
+            "cv_round_min": _median_cv(comps, "base", "head"),
+            "cv_round_median": _median(self.median_cvs.get(name, [])),
+        }
+        if is_target:
+            out["detected"] = regress
+            out["detection_rate"] = regress / n if n else math.nan
+            out["detection_rate_ci95"] = _ci(regress, n)
+        pool = self.pooled.get(name)
+        if resample and pool and len(pool["base"]) >= 2 and len(pool["head"]) >= 2:
+            # One benchmark at a time, at the Bonferroni level alpha/m: the least Holm ever
+            # grants a benchmark in a gate of m (conservative for detection).
+            family = max(1, len(self.names()))
+            policy = dataclasses.replace(self.policy, alpha=self.policy.alpha / family)
+            out["resampled"] = resampled_rates(
+                pool["base"],
+                pool["head"],
+                self.rounds,
+                policy,
+                self.resample_seed,
+                self.resamples,
+            )
+        return out
+
+    def summary(self, *, resample: bool = True) -> dict[str, Any]:
+        """Rates and noise; ``resample`` adds the (slow: ~10 s) resampled estimates."""
+        key = (len(self.runs), resample)
+        if self._summary is not None and self._summary[0] == key:
+            return self._summary[1]
+        n = len(self.runs)
+        failed = sum(r.failed for r in self.runs)
+        rows = [self.per_benchmark(name, resample=resample) for name in self.names()]
+        out: dict[str, Any] = {
+            "runs": n,
+            "rounds_per_side": self.rounds,
+            "inject_percent": self.inject,
+            "target": self.target,
+            "source": self.source,
+            "policy": self.policy.__dict__,
+            "seconds_per_run": statistics.median([r.seconds for r in self.runs]) if n else 0,
+            "gate_failed_runs": failed,
+            "gate_failed_rate": failed / n if n else math.nan,
+            "gate_failed_rate_ci95": _ci(failed, n),
+            "benchmarks": rows,
+        }
+        if resample and not self.inject and self.runs:
+            out["permuted"] = permuted_rates(self.runs, self.policy, self.resample_seed)
+        if self.inject:
+            target_rows = [r for r in rows if r["target"]]
+            out["meets_targets"] = bool(target_rows) and all(
+                r["detection_rate"] >= 0.95 for r in target_rows
+            )
+        else:
+            out["meets_targets"] = n > 0 and failed / n <= 0.01
+        self._summary = (key, out)
+        return out
+
+    def as_json(self, *, resample: bool = True) -> dict[str, Any]:
+        return {
+            "summary": self.summary(resample=resample),
+            "runs": [
+                {
+                    "index": r.index,
+                    "seconds": r.seconds,
+                    "failed": r.failed,
+                    "comparisons": [c.as_dict() for c in r.comparisons],
+                }
+                for r in self.runs
+            ],
+        }
+
+    def write(self, path: Path, *, resample: bool = True) -> None:
+        tmp = path.with_suffix(path.suffix + ".tmp")
+        doc = self.as_json(resample=resample)
+        tmp.write_text(json.dumps(json_safe(doc), indent=1))
+        tmp.replace(path)
+
+
+def _ci(k: int, n: int) -> list[float]:
+    """Exact (Clopper-Pearson) 95% interval for k successes out of n."""
+    from scipy import stats
+
+    if n == 0:
+        return [math.nan, math.nan]
+    ci = stats.binomtest(k, n).proportion_ci(confidence_level=0.95, method="exact")
+    return [float(ci.low), float(ci.high)]
+
+
+def _median_cv(comps: Sequence[Comparison], *sides: str) -> float:
+    values = [cv(getattr(c, side)) for c in comps for side in sides if len(getattr(c, side)) > 1]
+    return statistics.median(values) if values else math.nan
+
+
+def _median(values: Sequence[float]) -> float:
+    return statistics.median(values) if values else math.nan
+
+
+def resampled_rates(
+    base_pool: Sequence[float],
+    head_pool: Sequence[float],
+    rounds: int,
+    policy: Policy,
+    seed: int,
+    resamples: int = RESAMPLES,
+) -> dict[str, float]:
+    """Verdict rates of synthetic gates drawn from the measured rounds.
+
+    ``aa``: both sides drawn from the base pool (false verdicts); ``ab``: base from base, head
+    from head (with an injection: detection; without: another A/A estimate); ``shift20``: both
+    from the base pool, head times exactly 1.20 (the power against a 20% slowdown as the
+    benchmark sees it, at the measured noise).
+    """
+    import numpy as np
+
+    rng = np.random.default_rng(seed)
+    base = np.asarray(base_pool, dtype=float)
+    head = np.asarray(head_pool, dtype=float)
+
+    def rate(a: Any, b: Any) -> tuple[float, float]:
+        regress = faster = 0
+        for _ in range(resamples):
+            x = rng.choice(a, rounds).tolist()
+            y = rng.choice(b, rounds).tolist()
+            verdict = compare("x", x, y, policy).verdict
+            regress += verdict == "regression"
+            faster += verdict == "improvement"
+        return regress / resamples, faster / resamples
+
+    aa_reg, aa_fast = rate(base, base)
+    ab_reg, ab_fast = rate(base, head)
+    shift_reg, _ = rate(base, base * 1.2)
+    return {
+        "resamples": resamples,
+        "aa_regression": aa_reg,
+        "aa_improvement": aa_fast,
+        "ab_regression": ab_reg,
+        "ab_improvement": ab_fast,
+        "shift20_regression": shift_reg,
+    }
+
+
+def permuted_rates(
+    runs: Sequence[CalibrationRun], policy: Policy, seed: int, permutations: int = PERMUTATIONS
+) -> dict[str, Any]:
+    """A/A verdict rates from random base/head relabellings of each run's own rounds."""
+    import numpy as np
+
+    rng = np.random.default_rng(seed)
+    per_bench: dict[str, list[int]] = {}  # name -> [regressions, improvements, trials]
+    gates = failed = 0
+    for run in runs:
+        comps = [c for c in run.comparisons if c.base and c.head]
+        sizes = {(len(c.base), len(c.head)) for c in comps}
+        if len(sizes) != 1:  # rounds not aligned across benchmarks: cannot relabel together
+            continue
+        n_base, n_head = sizes.pop()
+        pooled = {c.name: np.asarray(c.base + c.head, dtype=float) for c in comps}
+        for _ in range(permutations):
+            order = rng.permutation(n_base + n_head)
+            base_idx, head_idx = order[:n_base], order[n_base:]
+            any_regression = False
+            gate = judge(
+                [
+                    measure(name, values[base_idx].tolist(), values[head_idx].tolist())
+                    for name, values in pooled.items()
+                ],
+                policy,
+            )
+            for c in gate:
+                counts = per_bench.setdefault(c.name, [0, 0, 0])
+                counts[0] += c.verdict == "regression"
+                counts[1] += c.verdict == "improvement"
+                counts[2] += 1
+                any_regression |= c.verdict == "regression"
+            gates += 1
+            failed += any_regression
+    return {
+        "permutations_per_run": permutations,
+        "gates": gates,
+        "gate_failed": failed,
+        "gate_failed_rate": failed / gates if gates else math.nan,
+        "benchmarks": {
+            name: {"regression": r / n, "improvement": i / n, "trials": n}
+            for name, (r, i, n) in per_bench.items()
+        },
+    }
+
+
+# -- report -----------------------------------------------------------------------------------
+
+
+def _pct(x: float) -> str:
+    return "-" if x is None or (isinstance(x, float) and math.isnan(x)) else f"{x * 100:.1f}%"
+
+
+def _ci_text(ci: Sequence[float]) -> str:
+    return "-" if math.isnan(ci[0]) else f"[{ci[0] * 100:.1f}, {ci[1] * 100:.1f}]%"
+
+
+def _permuted(summary: dict[str, Any], name: str) -> str:
+    bench = summary.get("permuted", {}).get("benchmarks", {}).get(name)
+    return _pct(bench["regression"] + bench["improvement"]) if bench else "-"
+
+
+def calibration_markdown(cal: Calibration, command: str) -> str:
+    s = cal.summary()
+    n = s["runs"]
+    inject = bool(cal.inject)
+    mode = f"{cal.inject:g}% slowdown injected into `{cal.target}` (head side)" if inject else "A/A"
+    lines = [
+        f"## tristore gate calibration: {mode}",
+        "",
+        f"`{command}`",
+        "",
+        f"{n} gate runs x {cal.rounds} rounds per side · source: {cal.source} · median "
+        f"{s['seconds_per_run']:.0f} s per run · policy: ratio ≥ {cal.policy.threshold:g} and "
+        f"p < {cal.policy.alpha:g}, per-round "
+        f"{'min' if cal.policy.quantile == 0 else f'p{cal.policy.quantile * 100:g}'}",
+        "",
+    ]
+    failed = s["gate_failed_runs"]
+    if inject:
+        lines.append(
+            f"Gate exit 1 in **{failed}/{n}** runs ({_pct(s['gate_failed_rate'])}, "
+            f"95% CI {_ci_text(s['gate_failed_rate_ci95'])})."
+        )
+    else:
+        lines.append(
+            f"False gate failures (exit 1 on identical code): **{failed}/{n}** "
+            f"({_pct(s['gate_failed_rate'])}, 95% CI {_ci_text(s['gate_failed_rate_ci95'])})."
+        )
+        perm = s.get("permuted")
+        if perm and perm["gates"]:
+            lines.append(
+                f"Within-run permutations: **{perm['gate_failed']}/{perm['gates']}** synthetic "
+                f"A/A gates failed ({_pct(perm['gate_failed_rate'])})."
+            )
+    lines += [
+        "",
+        "| benchmark | false verdicts | 95% CI | detected | 95% CI | median ratio | "
+        "CV/round (min) | CV/round (median) | resampled: A/A false | resampled: detected | "
+        "resampled: x1.20 caught | permuted: A/A false |",
+        "|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|",
+    ]
+    for row in s["benchmarks"]:
+        res = row.get("resampled", {})
+        aa_false = (res.get("aa_regression", math.nan) or 0) + (res.get("aa_improvement", 0) or 0)
+        detected = f"{row['detected']}/{row['runs']}" if row["target"] else "-"
+        det_ci = _ci_text(row["detection_rate_ci95"]) if row["target"] else "-"
+        res_det = _pct(res.get("ab_regression", math.nan)) if row["target"] and res else "-"
+        lines.append(
+            f"| `{row['name'].removeprefix('test_')}` | {row['false_verdicts']}/{row['runs']} | "
+            f"{_ci_text(row['false_rate_ci95'])} | {detected} | {det_ci} | "
+            f"{row['median_ratio']:.3f} | {_pct(row['cv_round_min'])} | "
+            f"{_pct(row['cv_round_median'])} | {_pct(aa_false) if res else '-'} | {res_det} | "
+            f"{_pct(res['shift20_regression']) if res else '-'} | {_permuted(s, row['name'])} |"
+        )
+    lines += [
+        "",
+        "*false verdicts*: runs where the benchmark was called a regression or an improvement "
+        "although the code on both sides is the same (for the injected target only "
+        "'improvement' is false). *median ratio*: head/base as measured, i.e. the slowdown the "
+        "benchmark really saw. *CV/round*: round-to-round coefficient of variation within one "
+        "side of one run, of the per-round minimum (what the gate uses) and of the per-round "
+        "median (for comparison). *resampled*: 2000 synthetic gates drawn from all measured "
+        "rounds (see tristore/harness/gate_calibrate.py); *x1.20 caught*: the same with head "
+        "drawn from the base rounds times exactly 1.20. *permuted*: random base/head "
+        "relabellings of each A/A run's own rounds.",
+        "",
+    ]
+    return "\n".join(lines)
+
+
+def run_calibration(
+    cal: Calibration,
+    runs: int,
+    one_run: Callable[[int], tuple[float, list[Comparison], dict[str, dict[str, list[float]]]]],
+    *,
+    json_path: Path | None = None,
+    progress: Callable[[str], None] = lambda _m: None,
+    deadline: float = math.inf,
+) -> Calibration:
+    """Run ``runs`` gates through ``one_run(i)``; save progress after each run."""
+    for i in range(runs):
+        if time.monotonic() > deadline:
+            progress(f"time limit reached after {i} runs")
+            break
+        seconds, comparisons, medians = one_run(i)
+        cal.add(CalibrationRun(i, seconds, comparisons), medians)
+        flagged = [
+            f"{c.name.removeprefix('test_')}:{c.verdict}"
+            for c in comparisons
+            if c.verdict not in ("unchanged",)
+        ]
+        progress(f"run {i + 1}/{runs}: {seconds:.0f} s, {', '.join(flagged) or 'all unchanged'}")
+        if json_path is not None:
+            cal.write(json_path, resample=False)  # progress; the final write resamples
+    return cal

@@ -1,0 +1,100 @@
+"""The gate end to end: passes an A/A comparison, fails on an injected 20% slowdown.
+
+Both tests drive the real path (``git archive`` of the base ref, interleaved pytest rounds with
+``PYTHONPATH`` per side, verdict, Markdown report, exit code) on a throwaway git repository that
+holds a snapshot of this checkout's library and perf suite, so that "base" (its HEAD) and "head"
+(its working tree) are byte-identical whatever state the main checkout is in. The suite is cut
+down (two benchmarks, fewer samples, 7 rounds) to keep both under a minute.
+"""
+
+from __future__ import annotations
+
+import json
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+ROOT = Path(__file__).resolve().parents[2]
+GATE = [sys.executable, "-m", "tristore.harness.gate"]
+# Enough rounds that a 20% slowdown is judged with margin (5 is the floor of the exact test).
+FAST = ["--rounds", "7", "--scale", "0.4"]
+
+
+def _git(repo: Path, *args: str) -> None:
+    subprocess.run(
+        ["git", "-c", "user.name=gate", "-c", "user.email=gate@example.invalid", *args],
+        cwd=repo,
+        check=True,
+        capture_output=True,
+    )
+
+
+@pytest.fixture(scope="module")
+def snapshot(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """A git repository whose HEAD is this checkout's src/, tests/perf/ and pyproject.toml."""
+    repo = tmp_path_factory.mktemp("gate-repo")
+    ignore = shutil.ignore_patterns("__pycache__", "*.pyc", "*.egg-info")
+    shutil.copytree(ROOT / "src", repo / "src", ignore=ignore)
+    shutil.copytree(ROOT / "tests" / "perf", repo / "tests" / "perf", ignore=ignore)
+    shutil.copy2(ROOT / "pyproject.toml", repo / "pyproject.toml")
+    _git(repo, "init", "-q")
+    _git(repo, "add", "-A")
+    _git(repo, "commit", "-q", "-m", "snapshot")
+    return repo
+
+
+def _gate(repo: Path, tmp_path: Path, *args: str) -> tuple[int, dict, str]:
+    report = tmp_path / "report.md"
+    result = tmp_path / "result.json"
+    proc = subprocess.run(
+        [*GATE, "--base", "HEAD", *FAST, "--report", str(report), "--json", str(result), *args],
+        cwd=repo,
+        capture_output=True,
+        text=True,
+        timeout=240,
+        check=False,
+    )
+    assert proc.returncode in (0, 1), proc.stdout + proc.stderr
+    return proc.returncode, json.loads(result.read_text()), report.read_text()
+
+
+def test_gate_passes_identical_code(snapshot: Path, tmp_path: Path) -> None:
+    code, result, report = _gate(
+        snapshot, tmp_path, "--only", "pool_checkout", "--only", "sqlite_write"
+    )
+    verdicts = {b["name"]: b["verdict"] for b in result["benchmarks"]}
+    assert set(verdicts) == {"test_pool_checkout", "test_sqlite_write"}
+    assert code == 0, report
+    assert "regression" not in verdicts.values()
+    assert "✅ no regression" in report
+    assert "| `sqlite_write` |" in report
+    assert "pytest-benchmark compare" in report
+
+
+def test_gate_fails_an_injected_20_percent_slowdown(snapshot: Path, tmp_path: Path) -> None:
+    code, result, report = _gate(
+        snapshot, tmp_path, "--only", "sqlite_write", "--inject", "20", "--target", "sqlite_write"
+    )
+    (sqlite,) = result["benchmarks"]
+    assert sqlite["verdict"] == "regression", report
+    assert code == 1
+    assert sqlite["ratio"] > 1.1
+    assert "❌ 1 regression" in report
+    assert "slowdown injected" in report
+
+
+def test_gate_reports_a_bad_ref_as_an_error(snapshot: Path, tmp_path: Path) -> None:
+    proc = subprocess.run(
+        [*GATE, "--base", "no-such-ref", "--report", str(tmp_path / "r.md")],
+        cwd=snapshot,
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=False,
+    )
+    assert proc.returncode == 2
+    assert "no-such-ref" in proc.stderr
+    assert "could not judge" in (tmp_path / "r.md").read_text()
