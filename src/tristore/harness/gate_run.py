@@ -133,7 +133,13 @@ def pytest_command(
 
 
 def side_env(side: Side) -> dict[str, str]:
-    env = {k: v for k, v in os.environ.items() if k not in ENV_SLOWDOWN}
+    # Variables of an enclosing pytest run (the gate's own tests run under xdist) would make the
+    # child pytest believe it is an xdist worker, and pytest-benchmark then measures nothing.
+    env = {
+        k: v
+        for k, v in os.environ.items()
+        if k not in ENV_SLOWDOWN and not k.startswith(("PYTEST_XDIST_", "PYTEST_CURRENT_TEST"))
+    }
     env["PYTHONPATH"] = os.pathsep.join(
         [str(side.src), *filter(None, [os.environ.get("PYTHONPATH", "")])]
     )
