@@ -69,3 +69,21 @@ async def test_embedded_server_started_and_stopped(tmp_path: Path) -> None:
     assert server.password not in str(await cache.effective_settings())
     await cache.close()
     assert not psutil.pid_exists(pid) or psutil.Process(pid).status() == psutil.STATUS_ZOMBIE
+
+
+async def test_cluster_mode_on_an_embedded_three_node_cluster(tmp_path: Path) -> None:
+    settings = store_settings(tmp_path, redis={"cluster": True, "pool_min": 1, "pool_max": 4})
+    async with CacheStore(settings) as cache:
+        assert cache.server is not None and len(cache.server.nodes) == 3
+        # Keys spread over the slots of all three masters.
+        for i in range(30):
+            assert await cache.set(f"key:{i}", str(i))
+        assert [await cache.get(f"key:{i}") for i in range(30)] == [
+            str(i).encode() for i in range(30)
+        ]
+        # Multi-key commands need one slot: hash tags put both keys there.
+        assert await cache.execute("MSET", "{user:1}:a", "1", "{user:1}:b", "2")
+        assert await cache.execute("MGET", "{user:1}:a", "{user:1}:b") == [b"1", b"2"]
+        assert (await cache.version()).count(".") == 2
+        stats = cache.stats()
+        assert stats["pool_size"] <= 4 and stats["requests_errors"] == 0
