@@ -339,25 +339,12 @@ async def _pool_cycle_floors(switch: Callable[[bool], None]) -> dict[str, float]
     gate's statistic (the per-round minimum) sees.
     """
     from tristore.pool import Pool, PoolConfig
-
-    class _Nothing:  # the same connector as the perf benchmark's: only the pool's own work
-        store = "slowdown-calibration"
-        reset_on_return = False
-
-        async def connect(self) -> object:
-            return object()
-
-        async def close(self, conn: object) -> None:
-            return None
-
-        async def check(self, conn: object) -> None:
-            return None
-
-        async def reset(self, conn: object) -> bool:
-            return True
+    from tristore.testing.floor import NullConnector
 
     n = 500
-    pool: Pool[object] = Pool(_Nothing(), PoolConfig(min_size=1, max_size=1))
+    pool: Pool[object] = Pool(
+        NullConnector("slowdown-calibration"), PoolConfig(min_size=1, max_size=1)
+    )
     async with pool:
 
         async def cycles() -> float:

@@ -14,29 +14,11 @@ pytestmark = pytest.mark.perf
 OPS = 500  # checkouts per sample (~1 ms)
 
 
-class _Nothing:
-    """A connector whose connections cost nothing: only the pool's own work is measured."""
-
-    store = "perf"
-    reset_on_return = False  # like the Redis and Kuzu connectors: no reset await on return
-
-    async def connect(self) -> object:
-        return object()
-
-    async def close(self, conn: object) -> None:
-        return None
-
-    async def check(self, conn: object) -> None:
-        return None
-
-    async def reset(self, conn: object) -> bool:
-        return True
-
-
 @pytest.fixture(scope="module")
 def pool(loop: asyncio.AbstractEventLoop) -> Iterator[Any]:
     mod = require("tristore.pool", "Pool", "PoolConfig")
-    pool = mod.Pool(_Nothing(), mod.PoolConfig(min_size=1, max_size=1))
+    floor = require("tristore.testing.floor", "NullConnector")
+    pool = mod.Pool(floor.NullConnector("perf"), mod.PoolConfig(min_size=1, max_size=1))
     loop.run_until_complete(pool.open())
     yield pool
     loop.run_until_complete(pool.close())

@@ -97,27 +97,11 @@ class Context:
 # -- pool ---------------------------------------------------------------------------------------
 
 
-class _Nothing:
-    store = "compare"
-    reset_on_return = False
-
-    async def connect(self) -> object:
-        return object()
-
-    async def close(self, conn: object) -> None:
-        return None
-
-    async def check(self, conn: object) -> None:
-        return None
-
-    async def reset(self, conn: object) -> bool:
-        return True
-
-
 async def tristore_pool(ctx: Context) -> Op:
     from tristore.pool import Pool, PoolConfig
+    from tristore.testing.floor import NullConnector
 
-    pool: Pool[object] = Pool(_Nothing(), PoolConfig(min_size=1, max_size=1))
+    pool: Pool[object] = Pool(NullConnector("compare"), PoolConfig(min_size=1, max_size=1))
     await pool.open()
     ctx.closers.append(pool.close)
 
