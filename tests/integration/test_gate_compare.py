@@ -43,7 +43,7 @@ def test_compare_fast_writes_rows_and_pyperf_files(tmp_path: Path) -> None:
         assert row["ratio"] > 0
     assert "ratio = time tristore / time reference" in proc.stdout
 
-    for name in ("compare", "tristore", "reference", "reference-sync"):
+    for name in ("compare", "tristore", "reference", "reference-sync", "reference-unprepared"):
         suite = pyperf.BenchmarkSuite.load(str(out / f"{name}.json"))
         assert suite.get_benchmarks()
     names = pyperf.BenchmarkSuite.load(str(out / "tristore.json")).get_benchmark_names()

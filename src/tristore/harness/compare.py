@@ -5,16 +5,29 @@ and runs :mod:`tristore.harness.compare_bench` under pyperf: every benchmark in 
 processes, calibrated loops, warm-ups. It then prints, per pair, the time ratio tristore/reference
 with a two-sided Mann-Whitney U p-value and the target from the performance issue.
 
-Statistics: pyperf's values within one worker process share that process's memory layout and
-hash seed, so the unit compared is the **per-process mean** (20 processes per benchmark by
-default); the ratio is the Hodges-Lehmann estimate over those (median of all pairwise ratios),
-and ``tristore_s`` / ``reference_s`` are medians of all values.
+Method, and why (the same lessons as the PR gate's, see :mod:`tristore.harness.gate_stats`):
+
+* **Interleaved passes.** pyperf runs all the processes of one benchmark, then the next; on a
+  shared machine the load drifts between those windows, and a first run here made tristore's
+  Redis pipeline look 1.55x slower than raw redis-py for no other reason. So the suite runs in
+  several passes (default 5 x 4 processes per benchmark), alternately in forward and reverse
+  order, appended into one pyperf file: every pair is measured across the same time span.
+* **Per-process floor.** Each value is a short batch (``--min-time 0.02``); each worker process
+  is summarised by its fastest value, and the ratio is the Hodges-Lehmann estimate over those
+  per-process floors (median of all pairwise ratios). On a loaded machine a mean mostly
+  measures the wait for a core, which hits a two-thread path (tristore's SQLite writer lane,
+  aiosqlite) harder than a one-thread one (raw sqlite3); the floor is the cost of the work.
+  ``tristore_s`` / ``reference_s`` are medians of the per-process floors.
+* **Significance**: two-sided Mann-Whitney U on the per-process floors (values within one
+  process share its memory layout and hash seed, so processes are the unit).
 
 Files (in ``--output-dir``, default ``.tristore/compare``):
 
-* ``compare.json``: the pyperf suite as run, names like ``sqlite_write[aiosqlite]``;
-* ``tristore.json``, ``reference.json`` (async peers) and ``reference-sync.json`` (blocking
-  calls): the same runs split by implementation and renamed to the bare operation, so that
+* ``compare.json``: the pyperf suite as run (all passes), names like
+  ``sqlite_write[aiosqlite]``;
+* ``tristore.json``, ``reference.json`` (async peers), ``reference-sync.json`` (blocking calls)
+  and ``reference-unprepared.json`` (kuzu's plain ``execute(text, params)``): the same runs
+  split by implementation and renamed to the bare operation, so that
   ``python -m pyperf compare_to reference.json tristore.json`` lines them up;
 * ``--json FILE``: a list of ``{name, tristore_s, reference, reference_s, ratio, p_value,
   target, meets_target}``.
@@ -48,10 +61,13 @@ TARGETS: dict[tuple[str, str], float] = {
     ("sqlite_write", "sqlite3"): 2.0,  # >= 0.5x raw sqlite3's speed
     ("redis_single", "redis.asyncio"): 1.05,  # >= 0.95x raw
     ("redis_pipeline_100", "redis.asyncio"): 1.05,
-    ("kuzu_read", "kuzu executor"): 1.11,  # >= 0.9x raw, called the same async way
+    ("kuzu_read", "kuzu executor"): 1.11,  # >= 0.9x raw, same async way, prepared alike
 }
 
 FAST_ARGS = ("--processes", "2", "--values", "2", "--warmups", "1", "--min-time", "0.01")
+PASS_ARGS = ("--values", "5", "--warmups", "1", "--min-time", "0.02")
+PASSES = 5
+PROCESSES_PER_PASS = 4
 
 
 @dataclass
@@ -67,8 +83,8 @@ class Row:
     processes: tuple[int, int]
 
 
-def _per_process_means(bench: pyperf.Benchmark) -> list[float]:
-    return [statistics.fmean(run.values) for run in bench.get_runs() if run.values]
+def _per_process_floors(bench: pyperf.Benchmark) -> list[float]:
+    return [min(run.values) for run in bench.get_runs() if run.values]
 
 
 def _mann_whitney(a: Sequence[float], b: Sequence[float]) -> float:
@@ -85,26 +101,24 @@ def rows_from_suite(suite: pyperf.BenchmarkSuite) -> list[Row]:
     for case in CASES:
         if case.role != "tristore" or case.name not in by_name:
             continue
-        ours = by_name[case.name]
-        ours_means = _per_process_means(ours)
+        ours = _per_process_floors(by_name[case.name])
         for ref in CASES:
             if ref.op != case.op or ref.role == "tristore" or ref.name not in by_name:
                 continue
-            theirs = by_name[ref.name]
-            theirs_means = _per_process_means(theirs)
+            theirs = _per_process_floors(by_name[ref.name])
             target = TARGETS.get((case.op, ref.impl))
-            ratio = hodges_lehmann_ratio(theirs_means, ours_means)
+            ratio = hodges_lehmann_ratio(theirs, ours)
             rows.append(
                 Row(
                     name=case.op,
-                    tristore_s=ours.median(),
+                    tristore_s=statistics.median(ours),
                     reference=ref.impl,
-                    reference_s=theirs.median(),
+                    reference_s=statistics.median(theirs),
                     ratio=ratio,
-                    p_value=_mann_whitney(ours_means, theirs_means),
+                    p_value=_mann_whitney(ours, theirs),
                     target=target,
                     meets_target=None if target is None else ratio <= target,
-                    processes=(len(ours_means), len(theirs_means)),
+                    processes=(len(ours), len(theirs)),
                 )
             )
     return rows
@@ -173,8 +187,8 @@ def format_table(rows: Sequence[Row]) -> str:
         )
     lines.append("")
     lines.append(
-        "ratio = time tristore / time reference (Hodges-Lehmann over per-process means); "
-        "p-value: two-sided Mann-Whitney U on those means."
+        "times: median of per-process floors; ratio = time tristore / time reference "
+        "(Hodges-Lehmann over per-process floors); p-value: two-sided Mann-Whitney U on them."
     )
     return "\n".join(lines)
 
@@ -201,6 +215,7 @@ def run_compare(
     fast: bool = False,
     rigorous: bool = False,
     processes: int | None = None,
+    passes: int = PASSES,
     only: Sequence[str] = (),
     quiet: bool = False,
 ) -> tuple[list[Row], dict[str, Path]]:
@@ -209,34 +224,41 @@ def run_compare(
 
     out_dir.mkdir(parents=True, exist_ok=True)
     combined = out_dir / "compare.json"
-    combined.unlink(missing_ok=True)  # pyperf -o refuses to overwrite
+    combined.unlink(missing_ok=True)  # every pass appends to it
     with tempfile.TemporaryDirectory(prefix="tristore-compare-") as tmp, _redis_url() as url:
         data_dir = Path(tmp)
         seed_files(data_dir / "seeded", "small", seed=7)
-        cmd = [
+        base_cmd = [
             sys.executable,
             "-m",
             "tristore.harness.compare_bench",
             "--data-dir",
             str(data_dir),
-            "-o",
+            "--append",
             str(combined),
             f"--inherit-environ={ENV_REDIS_URL},PATH,TRISTORE_REDIS_BINARY",
         ]
-        if fast:
-            cmd += FAST_ARGS
-        elif rigorous:
-            cmd.append("--rigorous")
-        if processes:
-            cmd += ["--processes", str(processes)]
         if quiet:
-            cmd.append("--quiet")
+            base_cmd.append("--quiet")
         for name in only:
-            cmd += ["--only", name]
+            base_cmd += ["--only", name]
+        if fast:
+            plans = [list(FAST_ARGS)]
+        else:
+            total = processes or PASSES * PROCESSES_PER_PASS * (2 if rigorous else 1)
+            passes = max(1, min(passes, total))
+            per_pass = max(1, round(total / passes))
+            plans = [
+                [*PASS_ARGS, "--processes", str(per_pass), *(["--reverse"] if i % 2 else [])]
+                for i in range(passes)
+            ]
         env = {**os.environ, ENV_REDIS_URL: url}
-        proc = subprocess.run(cmd, env=env, check=False)
-        if proc.returncode != 0:
-            raise click.ClickException(f"pyperf run failed (exit {proc.returncode})")
+        for i, plan in enumerate(plans):
+            if len(plans) > 1:
+                click.echo(f"compare: pass {i + 1}/{len(plans)}", err=True)
+            proc = subprocess.run([*base_cmd, *plan], env=env, check=False)
+            if proc.returncode != 0:
+                raise click.ClickException(f"pyperf run failed (exit {proc.returncode})")
     suite = pyperf.BenchmarkSuite.load(str(combined))
     files = {"compare": combined, **split_suite(combined, out_dir)}
     return rows_from_suite(suite), files
@@ -253,9 +275,10 @@ def run_compare(
     show_default=True,
     help="Where the pyperf JSON files go.",
 )
-@click.option("--fast", is_flag=True, help="2 processes x 2 values: rough, for tests.")
-@click.option("--rigorous", is_flag=True, help="pyperf --rigorous (twice the processes).")
-@click.option("--processes", type=int, help="pyperf worker processes per benchmark.")
+@click.option("--fast", is_flag=True, help="One pass, 2 processes x 2 values: for tests.")
+@click.option("--rigorous", is_flag=True, help="Twice the processes.")
+@click.option("--processes", type=int, help="Worker processes per benchmark, all passes.")
+@click.option("--passes", default=PASSES, show_default=True, help="Interleaved passes.")
 @click.option("--only", multiple=True, metavar="OP", help="Only this operation (repeatable).")
 @click.option("--check", is_flag=True, help="Exit 1 if a ratio misses its target.")
 def command(
@@ -264,6 +287,7 @@ def command(
     fast: bool,
     rigorous: bool,
     processes: int | None,
+    passes: int,
     only: Sequence[str],
     check: bool,
 ) -> None:
@@ -273,7 +297,7 @@ def command(
     if unknown:
         raise click.UsageError(f"unknown operation(s) {unknown}; known: {sorted(known)}")
     rows, files = run_compare(
-        output_dir, fast=fast, rigorous=rigorous, processes=processes, only=only
+        output_dir, fast=fast, rigorous=rigorous, processes=processes, passes=passes, only=only
     )
     click.echo("")
     click.echo(format_table(rows))
