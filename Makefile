@@ -27,10 +27,10 @@ lint: venv
 test: venv lint
 	$(PY) -m pytest -n 2 -q -rfEs
 
-# asv needs a named machine. `asv machine --yes` would save the name alone (asv 0.6.6 keeps only
-# the fields given on its command line), so save asv's detected defaults under our name.
+# asv needs a named machine. Saved with asv's detected defaults plus the environment fingerprint
+# (SQLite, redis-server, CPU governor, Python), which asv then copies into every result.
 machine: venv
-	@$(PY) -c 'import sys; from asv.machine import Machine, MachineCollection; d = Machine.get_defaults(); d["machine"] = sys.argv[1]; MachineCollection.save(sys.argv[1], d)' $(MACHINE)
+	@$(PY) -m tristore.cli machine --name $(MACHINE)
 
 # Measure the current commit with asv (real results into results/), then publish the site.
 bench: machine

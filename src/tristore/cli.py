@@ -66,6 +66,7 @@ _COMMAND_MODULES: tuple[str, ...] = (
     "tristore.load_cli",
     "tristore.harness.gate",
     "tristore.harness.compare",
+    "tristore.harness.fingerprint",
 )
 
 

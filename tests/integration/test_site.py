@@ -21,6 +21,7 @@ import shutil
 import socket
 import struct
 import subprocess
+import sys
 import threading
 import time
 import urllib.request
@@ -32,7 +33,7 @@ from typing import Any
 import pytest
 from click.testing import CliRunner
 
-from tristore.harness import HarnessError, asv_command, site, thresholds
+from tristore.harness import HarnessError, asv_command, fingerprint, site, thresholds
 from tristore.harness import regressions as regressions_mod
 
 REPO = Path(__file__).resolve().parents[2]
@@ -166,7 +167,12 @@ def _build(root: Path) -> Published:
 
     asv_env = {**os.environ, "HOME": str(home)}
     asv = asv_command()
-    _run([*asv, "machine", "--machine", MACHINE, "--yes", "--config", str(config)], root, asv_env)
+    # As `make machine` does: asv's defaults plus the environment fingerprint.
+    _run(
+        [sys.executable, "-m", "tristore.cli", "machine", "--name", MACHINE],
+        root,
+        asv_env,
+    )
     for commit, level in zip(commits, LEVELS, strict=True):
         (bench / "level.txt").write_text(str(level))
         _run(
@@ -502,6 +508,20 @@ def test_regressions_command_reads_the_published_site(published: Published) -> N
     assert done.exit_code == 1, done.output
     done = runner.invoke(regressions_mod.command, [*args, "--since", published.commits[2]])
     assert done.exit_code == 0, done.output
+
+
+def test_every_result_carries_the_environment_fingerprint(published: Published) -> None:
+    expected = fingerprint.collect()
+    files = sorted((published.results / MACHINE).glob("*-*.json"))
+    assert len(files) == len(published.commits)
+    for path in files:
+        params = json.loads(path.read_text())["params"]
+        assert {k: params.get(k) for k in fingerprint.FINGERPRINT_KEYS} == expected, path
+        assert params["machine"] == MACHINE and params["num_cpu"], path
+    # Published too: the site's sidebar offers each key with the value measured under it.
+    index = json.loads((published.html / "index.json").read_text())
+    for key, value in expected.items():
+        assert index["params"][key] == [value], key
 
 
 def test_thresholds_from_real_results(published: Published) -> None:

@@ -1,0 +1,123 @@
+"""The environment fingerprint every asv result carries, and ``tristore machine`` that records it.
+
+asv already stores, per result, the machine facts (``arch``, ``cpu``, ``num_cpu``, ``os``,
+``ram``) and the env's requirements (kuzu, redis-py, aiosqlite, hiredis pinned by the matrix).
+What moves a measurement here and is missing from those is the system side: the SQLite library
+Python links, the ``redis-server`` the benchmarks start, the CPU governor and the exact Python.
+
+asv copies every key of a machine's entry in ``~/.asv-machine.json`` into the ``params`` of each
+result it writes on that machine (``asv.commands.run``: ``params = dict(machine.__dict__)``), so
+``tristore machine`` saves asv's detected defaults plus these keys, and ``make bench`` refreshes
+them right before every ``asv run``. Two consequences, both wanted:
+
+* every result file states the environment it was measured in, and the site lists the keys in
+  its sidebar;
+* asv draws results whose params differ as separate series (as it does for a new kuzu pin), so a
+  Redis server upgrade or a governor change starts a new line instead of faking a regression.
+
+The values are the ones the benchmarks see: the asv env is a virtualenv of the same base
+interpreter (same ``libsqlite3``), and the benchmarks find ``redis-server`` with
+:func:`tristore.services.find_redis_binary`, the function used here.
+"""
+
+from __future__ import annotations
+
+import glob
+import json
+import platform
+import sqlite3
+from collections.abc import Mapping
+from pathlib import Path
+from typing import Any
+
+import click
+
+from tristore.errors import ServiceError
+from tristore.services import binary_version, find_redis_binary
+
+# Keys added to the asv machine entry. Names avoid asv's own (machine fields, "python",
+# requirement names), which the fingerprint must never shadow.
+FINGERPRINT_KEYS: tuple[str, ...] = ("sqlite", "redis_server", "cpu_governor", "python_version")
+UNAVAILABLE = "unavailable"
+GOVERNOR_GLOB = "/sys/devices/system/cpu/cpu[0-9]*/cpufreq/scaling_governor"
+
+
+def cpu_governor(pattern: str = GOVERNOR_GLOB) -> str:
+    """The cpufreq governor, ``"a+b"`` when cores differ, ``unavailable`` when not exposed.
+
+    Containers and most VMs have no ``cpufreq`` directory; that is recorded rather than guessed.
+    """
+    found: set[str] = set()
+    for path in glob.glob(pattern):
+        try:
+            found.add(Path(path).read_text().strip())
+        except OSError:
+            continue
+    found.discard("")
+    return "+".join(sorted(found)) if found else UNAVAILABLE
+
+
+def redis_server_version() -> str:
+    try:
+        return binary_version(find_redis_binary())
+    except ServiceError:
+        return UNAVAILABLE
+
+
+def collect() -> dict[str, str]:
+    """The fingerprint of this process's environment, every value a string (asv params are)."""
+    return {
+        "sqlite": sqlite3.sqlite_version,
+        "redis_server": redis_server_version(),
+        "cpu_governor": cpu_governor(),
+        "python_version": platform.python_version(),
+    }
+
+
+def machine_entry(name: str, existing: Mapping[str, Any] | None = None) -> dict[str, Any]:
+    """asv's machine entry for ``name``: stored values kept, defaults filled, fingerprint fresh.
+
+    ``asv machine --yes`` would save the name alone (asv 0.6.6 keeps only the fields given on its
+    command line), so asv's detected defaults fill whatever the stored entry lacks; values a
+    person entered (a clearer ``cpu``) survive.
+    """
+    from asv.machine import Machine
+
+    entry: dict[str, Any] = {**Machine.get_defaults(), **(existing or {})}
+    entry.update(collect())
+    entry["machine"] = name
+    return entry
+
+
+def save_machine(name: str, path: Path | None = None) -> dict[str, Any]:
+    from asv.machine import MachineCollection
+
+    target = path or Path(MachineCollection.get_machine_file_path())
+    stored: dict[str, Any] = {}
+    if target.is_file():
+        try:
+            stored = json.loads(target.read_text()).get(name) or {}
+        except (OSError, ValueError, AttributeError) as exc:
+            raise click.ClickException(f"cannot read {target}: {exc}") from exc
+    entry = machine_entry(name, stored)
+    MachineCollection.save(name, entry, _path=str(target))
+    return entry
+
+
+@click.command("machine")
+@click.option("--name", default="tristore-2core", show_default=True, help="asv machine name.")
+@click.option(
+    "--file",
+    "path",
+    type=click.Path(dir_okay=False, path_type=Path),
+    default=None,
+    help="Machine file (default: asv's ~/.asv-machine.json).",
+)
+@click.option("--json", "as_json", is_flag=True, help="Print the saved entry as JSON.")
+def command(name: str, path: Path | None, as_json: bool) -> None:
+    """Save this machine for asv, with the environment fingerprint every result will carry."""
+    entry = save_machine(name, path)
+    if as_json:
+        click.echo(json.dumps(entry, indent=2, sort_keys=True))
+        return
+    click.echo(f"asv machine {name}: " + ", ".join(f"{k} {entry[k]}" for k in FINGERPRINT_KEYS))

@@ -1,0 +1,79 @@
+"""The environment fingerprint and the asv machine entry that carries it into every result."""
+
+from __future__ import annotations
+
+import json
+import sqlite3
+from pathlib import Path
+
+import pytest
+from click.testing import CliRunner
+
+from tristore.harness import fingerprint
+from tristore.services import ENV_BINARY
+
+
+def _governors(root: Path, values: list[str]) -> str:
+    for i, value in enumerate(values):
+        d = root / f"cpu{i}" / "cpufreq"
+        d.mkdir(parents=True)
+        (d / "scaling_governor").write_text(value + "\n")
+    return str(root / "cpu[0-9]*" / "cpufreq" / "scaling_governor")
+
+
+def test_governor_read_from_sysfs(tmp_path: Path) -> None:
+    assert fingerprint.cpu_governor(_governors(tmp_path, ["performance"] * 2)) == "performance"
+
+
+def test_mixed_governors_are_all_named(tmp_path: Path) -> None:
+    pattern = _governors(tmp_path, ["powersave", "performance", "powersave"])
+    assert fingerprint.cpu_governor(pattern) == "performance+powersave"
+
+
+def test_governor_unavailable_without_cpufreq(tmp_path: Path) -> None:
+    assert fingerprint.cpu_governor(str(tmp_path / "none" / "*")) == fingerprint.UNAVAILABLE
+
+
+def test_collect_names_the_system_side() -> None:
+    fp = fingerprint.collect()
+    assert tuple(fp) == fingerprint.FINGERPRINT_KEYS
+    assert fp["sqlite"] == sqlite3.sqlite_version
+    assert fp["redis_server"].count(".") == 2, fp  # e.g. 7.0.15, from the binary we start
+    assert all(isinstance(v, str) and v for v in fp.values())
+
+
+def test_missing_redis_binary_is_recorded_not_raised(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv(ENV_BINARY, "/nonexistent/redis-server")
+    assert fingerprint.redis_server_version() == fingerprint.UNAVAILABLE
+
+
+def test_machine_entry_keeps_stored_values_and_refreshes_the_fingerprint() -> None:
+    stored = {"cpu": "a clearer name", "sqlite": "3.0.0", "machine": "old"}
+    entry = fingerprint.machine_entry("box", stored)
+    assert entry["cpu"] == "a clearer name"
+    assert entry["machine"] == "box"
+    assert entry["sqlite"] == sqlite3.sqlite_version
+    for field in ("arch", "num_cpu", "os", "ram"):
+        assert entry[field], field
+
+
+def test_cli_saves_an_asv_readable_machine(tmp_path: Path) -> None:
+    from asv.machine import Machine
+
+    path = tmp_path / "machines.json"
+    done = CliRunner().invoke(fingerprint.command, ["--name", "box", "--file", str(path), "--json"])
+    assert done.exit_code == 0, done.output
+    assert json.loads(done.output)["machine"] == "box"
+    # What `asv run --machine box` does with it: every key lands in each result's params.
+    loaded = Machine.load(machine_name="box", _path=str(path))
+    for key in fingerprint.FINGERPRINT_KEYS:
+        assert getattr(loaded, key) == json.loads(done.output)[key]
+
+
+def test_cli_refuses_a_corrupt_machine_file(tmp_path: Path) -> None:
+    path = tmp_path / "machines.json"
+    path.write_text("{not json")
+    done = CliRunner().invoke(fingerprint.command, ["--file", str(path)])
+    assert done.exit_code == 1
+    assert "cannot read" in done.output
+    assert path.read_text() == "{not json"  # nothing lost
