@@ -81,12 +81,37 @@ def test_load_regressions_maps_revisions_to_commits(site: dict[str, Any]) -> Non
     assert b.commits() == f"{c[3][:8]}..{c[4][:8]}"
 
 
+def test_a_jump_from_a_non_positive_value_has_no_ratio(site: dict[str, Any]) -> None:
+    # A track_ delta in bytes can be negative before it jumps; after/before would read -12x.
+    data = json.loads((site["html"] / "regressions.json").read_text())
+    data["regressions"].append(
+        [
+            "mod.track_growth",
+            "graphs/x/mod.track_growth.json",
+            {},
+            None,
+            400.0,
+            -33.0,
+            [[None, 4, -33.0, 400.0]],
+        ]
+    )
+    (site["html"] / "regressions.json").write_text(json.dumps(data))
+    found = reg.load_regressions(site["html"])
+    assert found[0].benchmark == "mod.track_growth" and found[0].ratio is None
+    done = _invoke(site)
+    assert done.exit_code == 1
+    row = next(line for line in done.output.splitlines() if "mod.track_growth" in line)
+    assert "n/a" in row and "-33 -> 400" in row
+    rows = json.loads(_invoke(site, "--json").output)
+    assert rows[0]["ratio"] is None
+
+
 def test_lists_all_regressions_and_exits_1(site: dict[str, Any]) -> None:
     done = _invoke(site)
     assert done.exit_code == 1, done.output
     lines = done.output.splitlines()
-    assert lines[0].split() == ["benchmark", "commits", "ratio"]
-    assert "mod.time_a" in lines[1] and "2.00x" in lines[1]
+    assert lines[0].split() == ["benchmark", "commits", "ratio", "before", "->", "after"]
+    assert "mod.time_a" in lines[1] and "2.00x" in lines[1] and "1 -> 2" in lines[1]
     assert "mod.Cls.time_b(10)" in lines[2] and "1.50x" in lines[2]
     assert lines[-1] == "2 regression(s) in total"
 

@@ -49,9 +49,17 @@ class Regression:
     best: float
 
     @property
-    def ratio(self) -> float:
-        """after / before: asv's ``factor`` column (lower is better for every asv benchmark)."""
-        return self.after / self.before if self.before else float("inf")
+    def ratio(self) -> float | None:
+        """after / before: asv's ``factor`` column (lower is better for every asv benchmark).
+
+        None when ``before`` is not positive: a ``track_`` delta (bytes of growth) can sit at or
+        below zero, where a quotient would read as a huge or negative "speed-up".
+        """
+        return self.after / self.before if self.before > 0 else None
+
+    def ratio_text(self) -> str:
+        ratio = self.ratio
+        return "n/a" if ratio is None else f"{ratio:.2f}x"
 
     def commits(self, length: int = 8) -> str:
         bad = self.first_bad[:length]
@@ -102,7 +110,8 @@ def load_regressions(html_dir: Path) -> list[Regression]:
                     best=float(best),
                 )
             )
-    found.sort(key=lambda r: (-r.ratio, r.benchmark))
+    # Biggest ratio first; jumps without a ratio (from a non-positive value) lead, by size.
+    found.sort(key=lambda r: (r.ratio is not None, -(r.ratio or r.after - r.before), r.benchmark))
     return found
 
 
@@ -175,10 +184,13 @@ def command(since: str | None, config: Path, html_dir: Path | None, as_json: boo
     elif not found:
         click.echo("no regressions")
     else:
-        click.echo(f"{'benchmark':<60} {'commits':<18} {'ratio':>8}")
+        click.echo(f"{'benchmark':<60} {'commits':<18} {'ratio':>8}  before -> after")
         for r in found:
             mark = " new" if since is not None and id(r) in counted_ids else ""
-            click.echo(f"{r.benchmark:<60} {r.commits():<18} {r.ratio:>7.2f}x{mark}")
+            click.echo(
+                f"{r.benchmark:<60} {r.commits():<18} {r.ratio_text():>8}  "
+                f"{r.before:.4g} -> {r.after:.4g}{mark}"
+            )
         scope = "in total" if since is None else f"after {since}"
         click.echo(f"{len(counted)} regression(s) {scope}")
     sys.exit(1 if counted else 0)
