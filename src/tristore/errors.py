@@ -43,6 +43,10 @@ class PoolError(TristoreError):
     """Misuse of a pool: closed, foreign connection, bad limits."""
 
 
+class PoolConfigError(PoolError, ConfigError):
+    """A pool limit is out of range (both a :class:`PoolError` and a :class:`ConfigError`)."""
+
+
 class PoolClosed(PoolError):
     """Acquire on a pool that is closed or closing."""
 

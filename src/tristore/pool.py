@@ -47,8 +47,8 @@ from types import TracebackType
 from typing import Any, Generic, Protocol, TypeVar
 
 from tristore.errors import (
-    ConfigError,
     PoolClosed,
+    PoolConfigError,
     PoolError,
     PoolTimeout,
     StoreUnavailable,
@@ -86,10 +86,6 @@ class Connector(Protocol[C]):
     async def reset(self, conn: C) -> bool:
         """Clean a returned connection: True if reusable, False to discard it."""
         ...
-
-
-class PoolConfigError(PoolError, ConfigError):
-    """A pool limit is out of range (both a :class:`PoolError` and a :class:`ConfigError`)."""
 
 
 def _require(ok: bool, message: str) -> None:
