@@ -144,18 +144,6 @@ async def test_read_only_path_as_a_file_in_the_way(tmp_path: Path) -> None:
         await store.open()
 
 
-async def test_unknown_engine_not_installed(tmp_path: Path) -> None:
-    settings = store_settings(tmp_path).replace(graph={"engine": "ladybug"})
-    try:
-        import ladybug  # noqa: F401
-    except ImportError:
-        with pytest.raises(StoreUnavailable, match="pip install ladybug"):
-            await GraphStore(settings).open()
-    else:  # pragma: no cover - only where ladybug is installed
-        async with GraphStore(settings) as g:
-            assert await g.query_rows("RETURN 1") == [[1]]
-
-
 _CANCEL_THEN_CLOSE = """
 import asyncio, sys
 from tristore.stores import GraphStore

@@ -15,6 +15,8 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import importlib
+import importlib.util
+import sys
 import threading
 from collections.abc import Callable, Mapping, Sequence
 from concurrent.futures import ThreadPoolExecutor
@@ -35,9 +37,27 @@ STORE = "graph"
 Statement = tuple[str, Mapping[str, Any] | None]
 
 
+ENGINES: tuple[str, ...] = ("kuzu", "ladybug")
+
+
 def load_engine(name: str) -> ModuleType:
-    if name not in {"kuzu", "ladybug"}:
+    """Import the graph engine module ``name``, one engine per process.
+
+    Ladybug is a fork of Kuzu and both register the same pybind11 types: importing the second
+    one in a process fails ("type "Database" is already registered") and the process then
+    segfaults on exit. So the second engine is refused with a typed error before it is imported.
+    """
+    if name not in ENGINES:
         raise StoreUnavailable(STORE, f"unknown graph engine {name!r}: use 'kuzu' or 'ladybug'")
+    if name not in available_engines():
+        raise StoreUnavailable(STORE, f"graph engine {name!r} is not installed: pip install {name}")
+    loaded = [other for other in ENGINES if other != name and sys.modules.get(other) is not None]
+    if loaded:
+        raise StoreUnavailable(
+            STORE,
+            f"graph engine {name!r} cannot be loaded: {loaded[0]!r} is already loaded in this "
+            "process, and the two share native type names. Use one engine per process.",
+        )
     try:
         return importlib.import_module(name)
     except ImportError as exc:
@@ -47,14 +67,15 @@ def load_engine(name: str) -> ModuleType:
 
 
 def available_engines() -> list[str]:
-    engines = []
-    for name in ("kuzu", "ladybug"):
+    """The engines installed here, found without importing them (see :func:`load_engine`)."""
+    found = []
+    for name in ENGINES:
         try:
-            load_engine(name)
-        except StoreUnavailable:
+            if importlib.util.find_spec(name) is not None:
+                found.append(name)
+        except (ImportError, ValueError):  # a broken or half-imported module: not usable
             continue
-        engines.append(name)
-    return engines
+    return found
 
 
 class _SharedDatabase:
