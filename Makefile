@@ -8,7 +8,7 @@ MACHINE ?= tristore-2core
 STAMP := $(VENV)/.installed-$(shell sha1sum pyproject.toml | cut -c1-12)
 PORT ?= 8080
 
-.PHONY: venv test lint bench machine site serve-site gate clean
+.PHONY: venv test lint bench bench-smoke machine site serve-site gate clean
 
 venv: $(STAMP)
 
@@ -36,6 +36,10 @@ machine: venv
 bench: machine
 	$(ASV) run --machine $(MACHINE) --show-stderr --skip-existing-commits HEAD^!
 	$(MAKE) site
+
+# Every benchmark once at HEAD (asv --quick) in a scratch dir: results/ is never touched.
+bench-smoke: venv
+	$(PY) -m tristore.cli bench-smoke
 
 # asv publish, then vendor its CDN scripts from the npm registry so the site works offline.
 site: venv

@@ -67,6 +67,7 @@ _COMMAND_MODULES: tuple[str, ...] = (
     "tristore.harness.gate",
     "tristore.harness.compare",
     "tristore.harness.fingerprint",
+    "tristore.harness.smoke",
 )
 
 
