@@ -66,8 +66,8 @@ class FlowOps(AsyncBench):
         self.batch(5, self.order)  # warm: prepared statements, the apply script
 
     def teardown(self, seeded: str) -> None:
-        self.run(self.dashboard.stop())
-        self.run(self.stack.aclose())
+        self.close_opened("dashboard", "stop")
+        self.close_opened("stack", "aclose")
         self.teardown_loop()
 
     async def order(self) -> Any:

@@ -78,7 +78,7 @@ class GraphReads(AsyncBench):
         self.recommend = schema.RECOMMENDATIONS_CYPHER
 
     def teardown(self, seeded: dict[str, str], size: str, engine: str) -> None:
-        self.run(self.graph.close())
+        self.close_opened("graph")
         self.teardown_loop()
 
     def _reads(self, cypher: str, params: dict[str, Any]) -> None:
@@ -117,7 +117,7 @@ class GraphWrites(AsyncBench):
         self.next_id = 0
 
     def teardown(self, engine: str) -> None:
-        self.run(self.graph.close())
+        self.close_opened("graph")
         self.teardown_loop()
 
     def time_single_write_x20(self, engine: str) -> None:

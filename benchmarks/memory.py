@@ -93,7 +93,7 @@ class RedisMemory(AsyncBench):
         self.run(self.env.manager.cache.execute("FLUSHDB"))
 
     def teardown(self) -> None:
-        self.run(self.stack.aclose())
+        self.close_opened("stack", "aclose")
         self.teardown_loop()
 
     async def _used_memory(self) -> int:
@@ -172,7 +172,7 @@ class RssPerConnection(AsyncBench):
         self.run(self.monitor_module.Monitor().measure_rss_per_connection(store, self.pool, 2))
 
     def teardown(self, store: str) -> None:
-        self.run(self.store.close())
+        self.close_opened("store")
         self.teardown_loop()
 
     def track_rss_per_connection(self, store: str) -> float:

@@ -87,7 +87,7 @@ class PoolCheckout(AsyncBench):
         self.run(self.pool.open())
 
     def teardown(self) -> None:
-        self.run(self.pool.close())
+        self.close_opened("pool")
         self.teardown_loop()
 
     def time_acquire_release_x1000(self) -> None:
@@ -124,7 +124,7 @@ class StorePoolContended(AsyncBench):
         self.run(self.store.open())
 
     def teardown(self, store: str, pool_max: int, concurrency: int) -> None:
-        self.run(self.store.close())
+        self.close_opened("store")
         self.teardown_loop()
 
     def time_checkout_return(self, store: str, pool_max: int, concurrency: int) -> None:

@@ -21,7 +21,7 @@ class RedisOps(AsyncBench):
         self.commands = [("SET", f"bench:{i}", "x" * 32) for i in range(size)]
 
     def teardown(self, size: int) -> None:
-        self.run(self.cache.close())
+        self.close_opened("cache")
         self.teardown_loop()
 
     def time_pipeline(self, size: int) -> None:
@@ -42,7 +42,7 @@ class RedisSingle(AsyncBench):
         )
 
     def teardown(self) -> None:
-        self.run(self.cache.close())
+        self.close_opened("cache")
         self.teardown_loop()
 
     def time_get_x200(self) -> None:

@@ -41,7 +41,7 @@ class SQLiteCommit(AsyncBench):
         self.seq = _Seq()
 
     def teardown(self, sync: str) -> None:
-        self.run(self.store.close())
+        self.close_opened("store")
         self.teardown_loop()
 
     def time_single_row_commit_x100(self, sync: str) -> None:
@@ -68,8 +68,10 @@ class SQLiteRawReference(AsyncBench):
         self.aio = self.run(aiosqlite.connect(path))
 
     def teardown(self) -> None:
-        self.run(self.aio.close())
-        self.raw.close()
+        self.close_opened("aio")
+        raw = getattr(self, "raw", None)
+        if raw is not None:
+            raw.close()
         self.teardown_loop()
 
     def time_sqlite3_commit_x100(self) -> None:
@@ -121,11 +123,11 @@ class SQLiteReadsUnderWrite(AsyncBench):
             await asyncio.sleep(0)
 
     def teardown(self, seeded: str, writer_running: bool) -> None:
-        if self.writer is not None:
+        if getattr(self, "writer", None) is not None:
             self.writer.cancel()
             with contextlib.suppress(asyncio.CancelledError):
                 self.run(self.writer)
-        self.run(self.store.close())
+        self.close_opened("store")
         self.teardown_loop()
 
     def time_order_summary_x20(self, seeded: str, writer_running: bool) -> None:
@@ -145,7 +147,7 @@ class SQLiteCheckpoint(AsyncBench):
         self.seq = _Seq()
 
     def teardown(self) -> None:
-        self.run(self.store.close())
+        self.close_opened("store")
         self.teardown_loop()
 
     def time_checkpoint_after_500_rows(self) -> None:
