@@ -16,6 +16,7 @@ asv then records it as skipped for that commit instead of failing the run.
 from __future__ import annotations
 
 import asyncio
+import functools
 import os
 import shutil
 import tempfile
@@ -37,6 +38,31 @@ def require(module: str, *names: str) -> Any:
         if not hasattr(mod, name):
             raise NotImplementedError(f"{module}.{name} is not available at this commit")
     return mod
+
+
+# What a setup_cache returns at a commit that lacks the API: asv has no skip from setup_cache (an
+# exception there records every benchmark of the class as failed), so the cache carries the
+# reason and setup() raises NotImplementedError from it, which asv records as a skip.
+SKIP_MARK = "__tristore_asv_skip__"
+
+
+def cache_or_skip(build: Callable[..., Any]) -> Callable[..., Any]:
+    """Decorate ``setup_cache``: NotImplementedError becomes a skip marker instead of a failure."""
+
+    @functools.wraps(build)
+    def setup_cache(self: Any) -> Any:
+        try:
+            return build(self)
+        except NotImplementedError as exc:
+            return (SKIP_MARK, str(exc))
+
+    return setup_cache
+
+
+def skip_if_unavailable(cache: Any) -> None:
+    """First line of ``setup`` in a class whose ``setup_cache`` is :func:`cache_or_skip`."""
+    if isinstance(cache, tuple) and cache and cache[0] == SKIP_MARK:
+        raise NotImplementedError(cache[1])
 
 
 class AsyncBench:

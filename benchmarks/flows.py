@@ -16,7 +16,7 @@ import time
 from pathlib import Path
 from typing import Any
 
-from .common import AsyncBench, require, settings_in
+from .common import AsyncBench, cache_or_skip, require, settings_in, skip_if_unavailable
 
 ORDERS = 20  # orders per timed call
 READS = 50  # cached recommendation reads per timed call
@@ -36,6 +36,7 @@ def _redis_url() -> str:
 
 
 class FlowOps(AsyncBench):
+    @cache_or_skip
     def setup_cache(self) -> str:
         setup = require("tristore.testing.setup", "seed_files")
         directory = Path("seeded-flows-small").resolve()
@@ -43,6 +44,7 @@ class FlowOps(AsyncBench):
         return str(directory)
 
     def setup(self, seeded: str) -> None:
+        skip_if_unavailable(seeded)
         flows = require("tristore.flows", "open_env", "Recommendations", "Dashboard")
         setup = require("tristore.testing.setup", "SeededFiles")
         self.setup_loop()
@@ -126,6 +128,7 @@ class FlowLoad:
 
     timeout = 180
 
+    @cache_or_skip
     def setup_cache(self) -> dict[str, float]:
         flows = require("tristore.flows", "open_env", "cache_synchronization")
         config = require("tristore.config", "Settings")
@@ -147,6 +150,9 @@ class FlowLoad:
             return out
 
         return asyncio.run(measure())
+
+    def setup(self, figures: dict[str, float]) -> None:
+        skip_if_unavailable(figures)
 
     def track_sync_lag_p99_ms(self, figures: dict[str, float]) -> float:
         """Commit -> cache visible to an independent reader, p99, at 100 + 50 ops/s."""

@@ -13,7 +13,7 @@ import sys
 from pathlib import Path
 from typing import Any
 
-from .common import AsyncBench, require, settings_in
+from .common import AsyncBench, cache_or_skip, require, settings_in, skip_if_unavailable
 
 READS = 50  # queries per timed call
 
@@ -50,6 +50,7 @@ class GraphReads(AsyncBench):
     params = [SIZES, ENGINES]
     param_names = ["size", "engine"]
 
+    @cache_or_skip
     def setup_cache(self) -> dict[str, str]:
         require("tristore.testing.setup", "seed_files")  # skip commits without it
         seeded = {}
@@ -65,6 +66,7 @@ class GraphReads(AsyncBench):
         return seeded
 
     def setup(self, seeded: dict[str, str], size: str, engine: str) -> None:
+        skip_if_unavailable(seeded)
         stores = require("tristore.stores", "GraphStore")
         _require_engine(engine)
         schema = require("tristore.schema", "RECOMMENDATIONS_CYPHER")

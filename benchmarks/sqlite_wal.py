@@ -9,7 +9,7 @@ import sqlite3
 from pathlib import Path
 from typing import Any
 
-from .common import AsyncBench, require, settings_in
+from .common import AsyncBench, cache_or_skip, require, settings_in, skip_if_unavailable
 
 WRITES = 100  # transactions per timed call
 INSERT = (
@@ -95,6 +95,7 @@ class SQLiteReadsUnderWrite(AsyncBench):
     params = [[False, True]]
     param_names = ["writer_running"]
 
+    @cache_or_skip
     def setup_cache(self) -> str:
         setup = require("tristore.testing.setup", "seed_files")
         directory = Path("seeded-sqlite").resolve()
@@ -102,6 +103,7 @@ class SQLiteReadsUnderWrite(AsyncBench):
         return str(directory)
 
     def setup(self, seeded: str, writer_running: bool) -> None:
+        skip_if_unavailable(seeded)
         setup = require("tristore.testing.setup", "seed_files", "SeededFiles")
         stores = require("tristore.stores", "SQLiteStore")
         schema = require("tristore.schema", "ORDER_SUMMARY_SQL")
