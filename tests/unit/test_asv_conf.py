@@ -199,6 +199,41 @@ def test_committed_results_describe_their_machine() -> None:
 
 
 @pytest.mark.timeout(180)
+def _committed_results() -> list[dict[str, Any]]:
+    results = REPO / _conf()["results_dir"]
+    names = {"machine.json", "benchmarks.json"}
+    return [
+        json.loads(p.read_text()) for p in sorted(results.glob("*/*.json")) if p.name not in names
+    ]
+
+
+def test_committed_history_is_long_enough() -> None:
+    commits = {r["commit_hash"] for r in _committed_results()}
+    assert len(commits) >= 20, f"results/ holds {len(commits)} measured commits; 20 are promised"
+
+
+def test_committed_results_are_real_runs_with_the_environment_fingerprint() -> None:
+    # `asv run --python=same` writes "existing-..." envs and `--quick` one sample per benchmark:
+    # neither may stand in results/. Every result must say what it was measured on.
+    from tristore.harness.fingerprint import FINGERPRINT_KEYS
+
+    for result in _committed_results():
+        commit = result["commit_hash"][:8]
+        assert result["env_name"].startswith("virtualenv-"), (commit, result["env_name"])
+        params = result["params"]
+        missing = [k for k in FINGERPRINT_KEYS if not params.get(k)]
+        assert not missing, f"{commit}: no {missing} in params; measure with `make bench`"
+        for req in ("kuzu", "redis", "aiosqlite"):
+            assert params.get(req), (commit, req)
+        assert params.get("num_cpu"), commit
+        columns = result["result_columns"]
+        at = columns.index("stats_repeat")
+        repeats = [
+            r for row in result["results"].values() if len(row) > at for r in (row[at] or [])
+        ]
+        assert any(r and r > 1 for r in repeats), f"{commit}: one sample per benchmark (--quick?)"
+
+
 def test_asv_check_passes() -> None:
     done = subprocess.run(
         [*asv_command(), "check", "--python=same", "--config", str(CONF_PATH)],

@@ -305,6 +305,27 @@ def test_steps_across_a_benchmark_code_change_are_not_noise(tmp_path: Path) -> N
     assert noise.step == pytest.approx(0.0)
 
 
+def test_a_quantized_measure_is_not_flagged_for_one_quantum(tmp_path: Path) -> None:
+    # RSS per connection in 256-byte steps: mostly identical readings, the odd one a page off.
+    out = tmp_path / "results"
+    readings = [512.0, 512.0, 512.0, 768.0, 512.0, 512.0, 768.0, 768.0]
+    _write_results(out, "box", [{"m.track_rss": _row([v], [], 0.0, 0.0)} for v in readings])
+    (noise,) = th.measure_noise(out)
+    assert noise.step == pytest.approx(0.0)  # the median pair does not move...
+    assert noise.resolution == pytest.approx(0.5)  # ...but one quantum is 50% of the value
+    assert noise.threshold() == pytest.approx(0.5)
+    # asv reports a jump only when it exceeds the threshold: 512 -> 768 is not reported.
+    from asv.step_detect import detect_regressions, detect_steps
+
+    steps = detect_steps(readings)
+    assert detect_regressions(steps, noise.threshold())[2] is None
+    assert detect_regressions(steps, 0.05)[2]  # the floor alone cried wolf
+
+
+def test_continuous_measures_have_no_resolution(results: Path) -> None:
+    assert all(n.resolution is None for n in th.measure_noise(results))
+
+
 def test_block_keeps_floor_and_lists_benchmarks_above_it(results: Path) -> None:
     block = th.thresholds_block(th.measure_noise(results))
     assert block == {

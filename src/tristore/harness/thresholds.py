@@ -21,7 +21,15 @@ to the odd disturbed run):
   CI, but knows nothing of this; it is what false alarms on a noisy machine are made of. The
   median ignores the few consecutive pairs that hold a real change.
 
-  threshold = min(CAP, max(FLOOR, K_STEP * step, K_CI * ci)), rounded up to whole percent
+* ``resolution`` = for a quantized measure (at least half of its consecutive commits read exactly
+  the same value, as RSS in whole pages or a pool size does), the smallest non-zero change between
+  consecutive commits relative to the smallest reading: one quantum, at its largest. RSS per
+  connection moves in 4 KiB / 16 = 256-byte steps, 50% of a 512-byte reading, and the first quiet
+  history flagged exactly that as a "regression". asv reports a jump only when it exceeds the
+  threshold, so a threshold of one quantum lets two quanta through.
+
+  threshold = min(CAP, max(FLOOR, K_STEP * step, K_CI * ci, resolution)), rounded up to whole
+  percent
 
 * K_STEP = 4: for normal noise the median |difference| of two runs is 0.674 of the difference's
   standard deviation, so two runs of unchanged code differ by more than 4 x step with probability
@@ -95,6 +103,7 @@ class Noise:
     ci: float | None
     iqr: float | None
     step: float | None
+    resolution: float | None = None
 
     def threshold(
         self, k_step: float = K_STEP, k_ci: float = K_CI, floor: float = FLOOR, cap: float = CAP
@@ -103,6 +112,7 @@ class Noise:
         raw = _max(
             None if self.step is None else k_step * self.step,
             None if self.ci is None else k_ci * self.ci,
+            self.resolution,
         )
         if raw is None:
             return None
@@ -196,12 +206,21 @@ def measure_noise(results_dir: Path, machines: Iterable[str] | None = None) -> l
             for a, b in itertools.pairwise(points)
             if a.version == b.version and a.commit != b.commit
         ]
+        # One quantum relative to the smallest reading: the largest relative size it can have.
+        deltas = [
+            abs(b.value - a.value)
+            for a, b in itertools.pairwise(points)
+            if a.version == b.version and a.commit != b.commit
+        ]
+        changes = [d for d in deltas if d > 0]
+        quantized = bool(changes) and 2 * (len(deltas) - len(changes)) >= len(deltas)
         noise = Noise(
             name=name,
             commits=len({p.commit for p in points}),
             ci=_median([p.ci for p in points if p.ci is not None]),
             iqr=_median([p.iqr for p in points if p.iqr is not None]),
             step=_median(steps) if len(points) >= MIN_STEP_COMMITS else None,
+            resolution=min(changes) / min(p.value for p in points) if quantized else None,
         )
         old = by_name.get(name)
         if old is not None:
@@ -212,6 +231,7 @@ def measure_noise(results_dir: Path, machines: Iterable[str] | None = None) -> l
                 ci=_max(old.ci, noise.ci),
                 iqr=_max(old.iqr, noise.iqr),
                 step=_max(old.step, noise.step),
+                resolution=_max(old.resolution, noise.resolution),
             )
         by_name[name] = noise
     return [by_name[n] for n in sorted(by_name)]
@@ -276,7 +296,8 @@ def command(
     if not noise:
         raise click.ClickException(f"no benchmark results under {where}")
     click.echo(
-        f"{'benchmark':<56} {'commits':>7} {'ci99/2':>7} {'iqr':>7} {'step':>7} {'threshold':>9}",
+        f"{'benchmark':<56} {'commits':>7} {'ci99/2':>7} {'iqr':>7} {'step':>7} {'resol':>7} "
+        f"{'threshold':>9}",
         err=True,
     )
     for n in noise:
@@ -286,7 +307,7 @@ def command(
             shown += " (capped: too noisy)"
         click.echo(
             f"{n.name:<56} {n.commits:>7} {_pct(n.ci):>7} {_pct(n.iqr):>7} {_pct(n.step):>7} "
-            f"{shown:>9}",
+            f"{_pct(n.resolution):>7} {shown:>9}",
             err=True,
         )
     body = json.dumps(thresholds_block(noise, k_step, k_ci, floor, cap), indent=4)
