@@ -159,6 +159,13 @@ def test_matrix_pins_agree_with_pyproject() -> None:
     assert not disagree, f"asv matrix vs pyproject pins (matrix, pyproject): {disagree}"
 
 
+def test_every_asv_run_launches_benchmarks_the_same_way() -> None:
+    # The history was measured with spawn (a fresh interpreter per benchmark); asv's "auto" is
+    # forkserver on Linux, whose pre-imported parent changes peakmem and RSS baselines. In the
+    # config, so `make bench`, the nightly job and a bare `asv run` all match the history.
+    assert _conf()["launch_method"] == "spawn"
+
+
 def test_regression_thresholds_are_valid() -> None:
     thresholds = _conf().get("regressions_thresholds", {})
     for pattern, value in thresholds.items():
