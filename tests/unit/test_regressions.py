@@ -313,13 +313,26 @@ def test_a_quantized_measure_is_not_flagged_for_one_quantum(tmp_path: Path) -> N
     (noise,) = th.measure_noise(out)
     assert noise.step == pytest.approx(0.0)  # the median pair does not move...
     assert noise.resolution == pytest.approx(0.5)  # ...but one quantum is 50% of the value
-    assert noise.threshold() == pytest.approx(0.5)
-    # asv reports a jump only when it exceeds the threshold: 512 -> 768 is not reported.
+    assert noise.threshold() == pytest.approx(1.0)  # two quanta, above the noise cap
+    # asv reports a jump only when it exceeds the threshold: 512 -> 768 or 1024 is not reported,
+    # 512 -> 1536 (four quanta above the old level, on the last three commits) is.
     from asv.step_detect import detect_regressions, detect_steps
 
-    steps = detect_steps(readings)
-    assert detect_regressions(steps, noise.threshold())[2] is None
-    assert detect_regressions(steps, 0.05)[2]  # the floor alone cried wolf
+    assert detect_regressions(detect_steps(readings), noise.threshold())[2] is None
+    assert detect_regressions(detect_steps(readings), 0.05)[2]  # the floor alone cried wolf
+    doubled = [*readings, 1024.0, 1024.0]
+    assert detect_regressions(detect_steps(doubled), noise.threshold())[2] is None
+    tripled = [*readings, 1536.0, 1536.0, 1536.0]
+    assert detect_regressions(detect_steps(tripled), noise.threshold())[2]
+
+
+def test_a_single_lasting_step_is_a_change_not_a_quantum(tmp_path: Path) -> None:
+    out = tmp_path / "results"
+    readings = [3.0, 3.0, 3.0, 3.0, 5.0, 5.0, 5.0]  # a pool that now grows to 5: real
+    _write_results(out, "box", [{"m.track_size": _row([v], [], 0.0, 0.0)} for v in readings])
+    (noise,) = th.measure_noise(out)
+    assert noise.resolution is None
+    assert noise.threshold() == pytest.approx(th.FLOOR)
 
 
 def test_continuous_measures_have_no_resolution(results: Path) -> None:

@@ -22,14 +22,16 @@ to the odd disturbed run):
   median ignores the few consecutive pairs that hold a real change.
 
 * ``resolution`` = for a quantized measure (at least half of its consecutive commits read exactly
-  the same value, as RSS in whole pages or a pool size does), the smallest non-zero change between
+  the same value, and the others move back and forth between a few levels, as RSS in whole pages
+  does; a series that steps once and stays is a real change), the smallest non-zero change between
   consecutive commits relative to the smallest reading: one quantum, at its largest. RSS per
   connection moves in 4 KiB / 16 = 256-byte steps, 50% of a 512-byte reading, and the first quiet
-  history flagged exactly that as a "regression". asv reports a jump only when it exceeds the
-  threshold, so a threshold of one quantum lets two quanta through.
+  history flagged exactly that as a "regression". Each reading can be off by up to one quantum,
+  so two readings of unchanged code can differ by two: K_RESOLUTION = 2. This term is a limit of
+  the measurement, not noise, so CAP does not apply to it (512 -> 1024 bytes is no signal).
 
-  threshold = min(CAP, max(FLOOR, K_STEP * step, K_CI * ci, resolution)), rounded up to whole
-  percent
+  threshold = max(min(CAP, max(FLOOR, K_STEP * step, K_CI * ci)), K_RESOLUTION * resolution),
+  rounded up to whole percent
 
 * K_STEP = 4: for normal noise the median |difference| of two runs is 0.674 of the difference's
   standard deviation, so two runs of unchanged code differ by more than 4 x step with probability
@@ -79,6 +81,7 @@ __all__ = [
 
 K_STEP = 4.0
 K_CI = 2.0
+K_RESOLUTION = 2.0
 FLOOR = 0.05
 CAP = 0.5
 MIN_STEP_COMMITS = 3  # a median over fewer than two run-to-run changes says little
@@ -112,12 +115,17 @@ class Noise:
         raw = _max(
             None if self.step is None else k_step * self.step,
             None if self.ci is None else k_ci * self.ci,
-            self.resolution,
         )
-        if raw is None:
+        limit = None if self.resolution is None else K_RESOLUTION * self.resolution
+        if raw is None and limit is None:
             return None
-        # Whole percent keeps the config readable; rounding up never undercuts the estimate.
-        return min(cap, max(floor, math.ceil(raw * 100 - 1e-9) / 100))
+        noise = None if raw is None else min(cap, max(floor, _ceil_pct(raw)))
+        return _max(noise, None if limit is None else _ceil_pct(limit))
+
+
+def _ceil_pct(x: float) -> float:
+    # Whole percent keeps the config readable; rounding up never undercuts the estimate.
+    return math.ceil(x * 100 - 1e-9) / 100
 
 
 def _finite(x: Any) -> float | None:
@@ -213,7 +221,13 @@ def measure_noise(results_dir: Path, machines: Iterable[str] | None = None) -> l
             if a.version == b.version and a.commit != b.commit
         ]
         changes = [d for d in deltas if d > 0]
-        quantized = bool(changes) and 2 * (len(deltas) - len(changes)) >= len(deltas)
+        # Quantized: mostly identical readings, and the changes go back and forth between a few
+        # levels. A series that steps once (a real change) and stays is not quantized.
+        quantized = (
+            len(changes) >= 2
+            and 2 * (len(deltas) - len(changes)) >= len(deltas)
+            and len({p.value for p in points}) <= len(changes)
+        )
         noise = Noise(
             name=name,
             commits=len({p.commit for p in points}),
@@ -303,7 +317,9 @@ def command(
     for n in noise:
         value = n.threshold(k_step, k_ci, floor, cap)
         shown = "floor" if value is None else f"{value:.2f}"
-        if value is not None and value >= cap:
+        if n.resolution is not None and value == _ceil_pct(K_RESOLUTION * n.resolution):
+            shown += " (resolution)"
+        elif value is not None and value >= cap:
             shown += " (capped: too noisy)"
         click.echo(
             f"{n.name:<56} {n.commits:>7} {_pct(n.ci):>7} {_pct(n.iqr):>7} {_pct(n.step):>7} "
