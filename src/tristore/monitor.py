@@ -337,14 +337,8 @@ class Monitor:
 
         Cancellation is not a failure of the store, so it is not counted at all.
         """
-        stats = self.stats(store, operation)
-        started = time.perf_counter()
-        try:
+        with self.track_sync(store, operation):
             yield
-        except Exception as exc:
-            stats.record(time.perf_counter() - started, exc)
-            raise
-        stats.record(time.perf_counter() - started)
 
     @contextlib.contextmanager
     def track_sync(self, store: str, operation: str) -> Iterator[None]:

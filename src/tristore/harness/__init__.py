@@ -8,6 +8,7 @@ formats, not on its Python API; those formats are pinned by ``asv==0.6.6`` in th
 from __future__ import annotations
 
 import json
+import subprocess
 import sys
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -20,7 +21,7 @@ from tristore.errors import TristoreError
 
 FC = TypeVar("FC", bound=Callable[..., Any])
 
-__all__ = ["AsvPaths", "HarnessError", "asv_command", "asv_paths"]
+__all__ = ["AsvPaths", "HarnessError", "asv_command", "asv_paths", "git"]
 
 
 class HarnessError(TristoreError):
@@ -82,6 +83,21 @@ def asv_paths(config: Path | str = "asv.conf.json") -> AsvPaths:
         benchmark_dir=where("benchmark_dir", "benchmarks"),
         raw=raw,
     )
+
+
+def git(repo: Path, *args: str) -> str:
+    """``git ARGS`` in ``repo``; its stdout, or HarnessError naming what failed."""
+    try:
+        done = subprocess.run(
+            ["git", *args], cwd=repo, capture_output=True, text=True, timeout=60, check=False
+        )
+    except FileNotFoundError as exc:
+        raise HarnessError("git not found on PATH") from exc
+    except (OSError, subprocess.TimeoutExpired) as exc:
+        raise HarnessError(f"git {' '.join(args)} in {repo}: {exc}") from exc
+    if done.returncode != 0:
+        raise HarnessError(f"git {' '.join(args)} in {repo} failed: {done.stderr.strip()}")
+    return done.stdout
 
 
 def asv_command() -> list[str]:

@@ -25,6 +25,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from tristore.harness import HarnessError, git
 from tristore.harness.gate_stats import round_statistic
 
 ENV_SLOWDOWN = ("TRISTORE_SLOWDOWN", "TRISTORE_SLOWDOWN_TARGET")
@@ -67,14 +68,9 @@ def repo_root(start: Path | None = None) -> Path:
 
 def _git(args: Sequence[str], cwd: Path) -> str:
     try:
-        proc = subprocess.run(
-            ["git", *args], cwd=cwd, capture_output=True, text=True, check=False, timeout=60
-        )
-    except (OSError, subprocess.TimeoutExpired) as exc:
-        raise GateError(f"git {' '.join(args)}: {exc}") from exc
-    if proc.returncode != 0:
-        raise GateError(f"git {' '.join(args)} failed: {proc.stderr.strip()}")
-    return proc.stdout
+        return git(cwd, *args)
+    except HarnessError as exc:
+        raise GateError(str(exc)) from exc
 
 
 def describe(ref: str, root: Path) -> str:

@@ -18,7 +18,6 @@ Each regression is a jump: the value rose between ``last good`` and ``first bad`
 from __future__ import annotations
 
 import json
-import subprocess
 import sys
 from collections.abc import Iterable
 from dataclasses import asdict, dataclass
@@ -27,7 +26,7 @@ from typing import Any
 
 import click
 
-from tristore.harness import HarnessError, asv_config_option, asv_paths, html_dir_option
+from tristore.harness import HarnessError, asv_config_option, asv_paths, git, html_dir_option
 
 __all__ = ["NotPublished", "Regression", "command", "load_regressions", "newer_than"]
 
@@ -115,18 +114,6 @@ def load_regressions(html_dir: Path) -> list[Regression]:
     return found
 
 
-def _git(repo: Path, *args: str) -> str:
-    try:
-        done = subprocess.run(
-            ["git", *args], cwd=repo, capture_output=True, text=True, timeout=60, check=False
-        )
-    except FileNotFoundError as exc:
-        raise HarnessError("git not found on PATH") from exc
-    if done.returncode != 0:
-        raise HarnessError(f"git {' '.join(args[:2])} in {repo}: {done.stderr.strip()}")
-    return done.stdout
-
-
 def newer_than(regressions: Iterable[Regression], since: str, repo: Path) -> list[Regression]:
     """The regressions whose first bad commit is not reachable from ``since``.
 
@@ -137,7 +124,7 @@ def newer_than(regressions: Iterable[Regression], since: str, repo: Path) -> lis
     try:
         if since.startswith("-"):  # would be read as a git option
             raise HarnessError(since)
-        _git(repo, "rev-parse", "--verify", "--quiet", f"{since}^{{commit}}")
+        git(repo, "rev-parse", "--verify", "--quiet", f"{since}^{{commit}}")
     except HarnessError as exc:
         raise HarnessError(f"--since {since!r} is not a commit in {repo}") from exc
     regressions = list(regressions)
@@ -147,7 +134,7 @@ def newer_than(regressions: Iterable[Regression], since: str, repo: Path) -> lis
     # Everything reachable from the first-bad commits but not from REF; a first-bad commit in
     # that set is new. The walk is bounded by the history between REF and those commits.
     try:
-        new = set(_git(repo, "rev-list", *bad, f"^{since}", "--").split())
+        new = set(git(repo, "rev-list", *bad, f"^{since}", "--").split())
     except HarnessError as exc:
         raise HarnessError(
             f"{exc}\nthe published commits are not all in {repo}: a shallow clone? "

@@ -24,7 +24,7 @@ from pathlib import Path
 
 import click
 
-from tristore.harness import HarnessError, asv_command, asv_config_option, asv_paths
+from tristore.harness import HarnessError, asv_command, asv_config_option, asv_paths, git
 from tristore.harness.fingerprint import save_machine
 
 MACHINE = "smoke"
@@ -42,15 +42,6 @@ class SmokeReport:
     @property
     def ok(self) -> bool:
         return bool(self.ran) and not self.failed and not self.skipped
-
-
-def _head(repo: Path) -> str:
-    done = subprocess.run(
-        ["git", "rev-parse", "HEAD"], cwd=repo, capture_output=True, text=True, check=False
-    )
-    if done.returncode != 0:
-        raise HarnessError(f"git rev-parse HEAD in {repo}: {done.stderr.strip()}")
-    return done.stdout.strip()
 
 
 def _scratch_config(config: Path, workdir: Path) -> Path:
@@ -89,7 +80,7 @@ def run_smoke(
 ) -> SmokeReport:
     workdir.mkdir(parents=True, exist_ok=True)
     paths = asv_paths(config)
-    commit = _head(paths.repo)
+    commit = git(paths.repo, "rev-parse", "HEAD").strip()
     scratch = _scratch_config(config, workdir)
     home = workdir / "home"
     home.mkdir(exist_ok=True)

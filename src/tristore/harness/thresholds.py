@@ -209,17 +209,15 @@ def measure_noise(results_dir: Path, machines: Iterable[str] | None = None) -> l
     by_name: dict[str, Noise] = {}
     for (name, *_), points in sorted(_points(results_dir, machines).items()):
         points.sort(key=lambda p: (p.date, p.commit))
-        steps = [
-            max(b.value / a.value, a.value / b.value) - 1
+        # Consecutive commits measured with the same benchmark code.
+        pairs = [
+            (a.value, b.value)
             for a, b in itertools.pairwise(points)
             if a.version == b.version and a.commit != b.commit
         ]
+        steps = [max(b / a, a / b) - 1 for a, b in pairs]
         # One quantum relative to the smallest reading: the largest relative size it can have.
-        deltas = [
-            abs(b.value - a.value)
-            for a, b in itertools.pairwise(points)
-            if a.version == b.version and a.commit != b.commit
-        ]
+        deltas = [abs(b - a) for a, b in pairs]
         changes = [d for d in deltas if d > 0]
         # Quantized: mostly identical readings, and the changes go back and forth between a few
         # levels. A series that steps once (a real change) and stays is not quantized.

@@ -49,7 +49,7 @@ def load_engine(name: str) -> ModuleType:
     """
     if name not in ENGINES:
         raise StoreUnavailable(STORE, f"unknown graph engine {name!r}: use 'kuzu' or 'ladybug'")
-    if name not in available_engines():
+    if not _installed(name):
         raise StoreUnavailable(STORE, f"graph engine {name!r} is not installed: pip install {name}")
     loaded = [other for other in ENGINES if other != name and sys.modules.get(other) is not None]
     if loaded:
@@ -66,16 +66,16 @@ def load_engine(name: str) -> ModuleType:
         ) from exc
 
 
+def _installed(name: str) -> bool:
+    try:
+        return importlib.util.find_spec(name) is not None
+    except (ImportError, ValueError):  # a broken or half-imported module: not usable
+        return False
+
+
 def available_engines() -> list[str]:
     """The engines installed here, found without importing them (see :func:`load_engine`)."""
-    found = []
-    for name in ENGINES:
-        try:
-            if importlib.util.find_spec(name) is not None:
-                found.append(name)
-        except (ImportError, ValueError):  # a broken or half-imported module: not usable
-            continue
-    return found
+    return [name for name in ENGINES if _installed(name)]
 
 
 class _SharedDatabase:
