@@ -685,8 +685,12 @@ class Pool(Generic[C]):
         self._slot_freed()
         return task
 
-    def _slot_freed(self) -> None:
-        """A slot opened up: serve waiters, keep min_size, or let close() finish."""
+    def _slot_freed(self, *, refill: bool = True) -> None:
+        """A slot opened up: serve waiters, keep min_size (if ``refill``), or let close() finish.
+
+        A failed connect passes ``refill=False``: replacing it for min_size's sake would retry a
+        dead store in a loop, whereas a waiter's connect attempt is bounded by the waiters.
+        """
         if self._closed:
             drained = self._drained
             if self._nconns == 0 and drained is not None and not drained.done():
@@ -694,7 +698,7 @@ class Pool(Generic[C]):
             return
         if self._waiting:
             self._grow()
-        while self._nconns < self._min_size:
+        while refill and self._nconns < self._min_size:
             self._start_connect()
 
     def _grow(self) -> None:
@@ -729,7 +733,7 @@ class Pool(Generic[C]):
             self._last_connect_error = str(err)
             logger.debug("pool %r: %s", self._name, err)
             # The oldest waiter would have got this connection: it gets the error instead.
-            # Deliberately no retry here: a dead store must not be hammered in a loop.
+            # Deliberately no retry for it: a dead store must not be hammered in a loop.
             waiting = self._waiting
             while waiting:
                 fut = waiting.popleft()
@@ -737,8 +741,11 @@ class Pool(Generic[C]):
                     self._requests_errors += 1
                     fut.set_exception(err)
                     break
-            if self._closed:
-                self._slot_freed()
+            # The freed slot still serves the waiters behind, which may have queued while the
+            # pool was full: each one not covered by a connect under way gets an attempt of its
+            # own. Each failure consumes one waiter, so a dead store costs one fast attempt per
+            # request, never a loop and never a waiter stranded until its acquire timeout.
+            self._slot_freed(refill=False)
             return err
         except BaseException:  # cancelled (only close() or a failed open() do that)
             self._nconns -= 1

@@ -67,6 +67,45 @@ async def test_dead_server_fails_fast(tmp_path: Path, monkeypatch: pytest.Monkey
     assert attempts == [port]
 
 
+async def test_dead_server_fails_every_waiter_with_one_attempt_each(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # pool_max=2 and three concurrent requests: the third queues behind two connects that fail.
+    # Each request must get its own fast StoreUnavailable (one connect attempt each), never a
+    # PoolTimeout after waiting out the acquire timeout, and no retry loop against the dead port.
+    import asyncio
+    import socket
+
+    from redis.asyncio.connection import Connection
+
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    attempts: list[int] = []
+    real_connect = Connection._connect
+
+    async def counted(self: Connection) -> None:
+        attempts.append(port)
+        await real_connect(self)
+
+    monkeypatch.setattr(Connection, "_connect", counted)
+    settings = store_settings(
+        tmp_path,
+        f"redis://127.0.0.1:{port}/0",
+        redis={"pool_min": 0, "pool_max": 2, "socket_timeout_s": 30},
+    )
+    cache = CacheStore(settings)
+    await cache.open()
+    try:
+        results = await asyncio.wait_for(
+            asyncio.gather(*(cache.get(f"k{i}") for i in range(3)), return_exceptions=True), 60
+        )
+    finally:
+        await cache.close()
+    assert [type(r) for r in results] == [StoreUnavailable] * 3, results
+    assert len(attempts) == 3
+
+
 async def test_embedded_server_started_and_stopped(tmp_path: Path) -> None:
     settings = store_settings(tmp_path)  # no URL: tristore starts its own server
     cache = CacheStore(settings)

@@ -54,6 +54,7 @@ class FakeConnector:
         self.fail = fail  # the next `fail` connects raise
         self.hang = hang
         self.close_raises = close_raises
+        self.attempts = 0  # connect() calls, failed ones included
         self.made = 0
         self.open = 0  # connections made and not yet closed
         self.peak_open = 0
@@ -61,6 +62,7 @@ class FakeConnector:
         self.resets = 0
 
     async def connect(self) -> FakeConn:
+        self.attempts += 1
         if self.hang:
             await asyncio.sleep(3600)
         if self.connect_delay:
@@ -881,6 +883,55 @@ async def test_connect_failure_goes_to_the_oldest_waiter() -> None:
         stats = pool.stats()
         assert stats["connections_errors"] == 1 and stats["pool_size"] == 1
         assert stats["requests_num"] == 2 and stats["requests_errors"] == 1
+
+
+async def test_failed_connects_free_their_slots_for_the_waiters_behind() -> None:
+    # max_size=2, three requests: the third queues behind two connects, and both fail. Their
+    # freed slots must give it an attempt of its own (which works: the store is back), not leave
+    # it waiting out its acquire timeout. The 30 s timeout only shows a stranded waiter as a
+    # PoolTimeout; nothing here depends on how fast the machine is.
+    connector = FakeConnector(fail=2)
+    async with make_pool(connector, min_size=0, max_size=2, timeout=30) as pool:
+        results = await asyncio.wait_for(
+            asyncio.gather(*(pool.getconn() for _ in range(3)), return_exceptions=True), 60
+        )
+        assert [type(r) for r in results] == [StoreUnavailable, StoreUnavailable, FakeConn]
+        assert connector.attempts == 3 and connector.made == 1
+        await pool.putconn(results[2])
+        stats = pool.stats()
+        assert stats["connections_errors"] == 2 and stats["requests_errors"] == 2
+        assert stats["pool_size"] == 1
+        assert_consistent(pool, connector)
+
+
+@pytest.mark.parametrize("requests", [3, 10])
+async def test_dead_store_fails_every_waiter_fast_with_one_attempt_each(requests: int) -> None:
+    connector = FakeConnector(fail=1000)
+    async with make_pool(connector, min_size=0, max_size=2, timeout=30) as pool:
+        results = await asyncio.wait_for(
+            asyncio.gather(*(pool.getconn() for _ in range(requests)), return_exceptions=True),
+            60,
+        )
+        assert all(type(r) is StoreUnavailable for r in results), results
+        # One attempt per request: no waiter stranded, and no retry loop against a dead store.
+        assert connector.attempts == requests
+        await settle(pool)
+        assert connector.attempts == requests
+        stats = pool.stats()
+        assert stats["pool_size"] == 0 and stats["requests_errors"] == requests
+        assert stats["requests_waiting"] == 0
+
+
+async def test_failed_min_size_refill_is_not_retried() -> None:
+    # A discarded connection is replaced to keep min_size; when that replacement fails, nothing
+    # retries it in the background (the next request or check() will).
+    connector = FakeConnector()
+    async with make_pool(connector, min_size=1, max_size=2) as pool:
+        connector.fail = 1000
+        conn = await pool.getconn()
+        await pool.putconn(conn, discard=True)
+        await settle(pool)
+        assert connector.attempts == 2 and pool.size == 0
 
 
 async def test_requests_num_counts_failures_and_waits() -> None:
