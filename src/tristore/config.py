@@ -10,13 +10,16 @@ a benchmark configuration produces numbers for a setup nobody asked for.
 from __future__ import annotations
 
 import dataclasses
+import math
 import os
+import sqlite3
 import tomllib
 import typing
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Literal
+from urllib.parse import urlsplit
 
 from tristore.errors import ConfigError
 
@@ -29,6 +32,39 @@ GraphEngine = Literal["kuzu", "ladybug"]
 
 def _default_threads() -> int:
     return max(1, min(8, os.cpu_count() or 1))
+
+
+def _sqlite_max_length() -> int:
+    # SQLITE_MAX_LENGTH as compiled into this sqlite3 (1e9 by default): no value can be larger.
+    with sqlite3.connect(":memory:") as conn:
+        return conn.getlimit(sqlite3.SQLITE_LIMIT_LENGTH)
+
+
+def _physical_memory() -> int:
+    try:
+        return os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES")
+    except (ValueError, OSError):  # not reported: allow the range a 64-bit Kuzu can address
+        return 1 << 40
+
+
+# Valid ranges. Each comes from what the engine or this machine supports, or, where neither
+# sets one, from a cap beyond which a value can only be a typo; README's settings table lists them.
+INT32_MAX = 2**31 - 1  # SQLite stores busy_timeout and cache_size as C ints; larger reads back 0
+SQLITE_MAX_VALUE = _sqlite_max_length()
+REDIS_MAX_VALUE = 512 * MiB  # Redis's proto-max-bulk-len: the largest string it accepts
+REDIS_MAX_CLIENTS = 10_000  # Redis's default maxclients: more sockets are refused by the server
+# Kuzu runs max_threads workers per Database; beyond a few per core they only add contention, and
+# 100000 of them exhausted the process limit.
+MAX_GRAPH_THREADS = max(8, 4 * (os.cpu_count() or 1))
+MAX_READERS = 64  # each reader is a thread and a connection; past this they queue on the cores
+MAX_PIPELINE = 100_000  # a batch is held in memory on both sides before it is sent
+MAX_TIMEOUT_S = 3600.0
+MIN_TIMEOUT_S = 0.001
+MIN_BUFFER_POOL = 16 * MiB
+MAX_BUFFER_POOL = _physical_memory()
+# Measured with Kuzu 0.11.3: a string parameter larger than about an eighth of the buffer pool
+# fails as "buffer pool full" (16 MiB pool: 2 MiB works, 3 MiB fails; 64 MiB: 8 works, 10 fails).
+GRAPH_VALUE_SHARE = 8
 
 
 def _default_data_dir() -> str:
@@ -46,9 +82,11 @@ class SQLiteSettings:
     max_value_bytes: int = 16 * MiB
 
     def __post_init__(self) -> None:
-        _require(self.busy_timeout_ms >= 0, "sqlite.busy_timeout_ms", "an int >= 0")
-        _require(self.readers >= 1, "sqlite.readers", "an int >= 1")
-        _require(self.max_value_bytes > 0, "sqlite.max_value_bytes", "an int > 0")
+        _within("sqlite.busy_timeout_ms", self.busy_timeout_ms, 0, INT32_MAX)
+        # Negative: a size in KiB rather than pages, as SQLite reads it.
+        _within("sqlite.cache_size", self.cache_size, -INT32_MAX - 1, INT32_MAX)
+        _within("sqlite.readers", self.readers, 1, MAX_READERS)
+        _within("sqlite.max_value_bytes", self.max_value_bytes, 1, SQLITE_MAX_VALUE)
 
 
 @dataclass(frozen=True)
@@ -62,9 +100,22 @@ class GraphSettings:
     max_value_bytes: int = 1 * MiB
 
     def __post_init__(self) -> None:
-        _require(self.buffer_pool_bytes >= 16 * MiB, "graph.buffer_pool_bytes", "an int >= 16 MiB")
-        _require(self.max_threads >= 1, "graph.max_threads", "an int >= 1")
-        _require(self.readers >= 1, "graph.readers", "an int >= 1")
+        _within(
+            "graph.buffer_pool_bytes",
+            self.buffer_pool_bytes,
+            MIN_BUFFER_POOL,
+            MAX_BUFFER_POOL,
+            "16 MiB to this machine's memory",
+        )
+        _within("graph.max_threads", self.max_threads, 1, MAX_GRAPH_THREADS)
+        _within("graph.readers", self.readers, 1, MAX_READERS)
+        _within(
+            "graph.max_value_bytes",
+            self.max_value_bytes,
+            1,
+            self.buffer_pool_bytes // GRAPH_VALUE_SHARE,
+            f"up to graph.buffer_pool_bytes / {GRAPH_VALUE_SHARE}",
+        )
 
 
 @dataclass(frozen=True)
@@ -82,11 +133,13 @@ class RedisSettings:
     max_value_bytes: int = 8 * MiB
 
     def __post_init__(self) -> None:
-        _require(self.pool_min >= 0, "redis.pool_min", "an int >= 0")
-        _require(self.pool_max >= 1, "redis.pool_max", "an int >= 1")
-        _require(self.pool_min <= self.pool_max, "redis.pool_min", "an int <= redis.pool_max")
-        _require(self.pipeline_size >= 1, "redis.pipeline_size", "an int >= 1")
-        _require(self.socket_timeout_s > 0, "redis.socket_timeout_s", "a float > 0")
+        _check_redis_url(self.url)
+        _within("redis.pool_max", self.pool_max, 1, REDIS_MAX_CLIENTS)
+        _within("redis.pool_min", self.pool_min, 0, self.pool_max, "up to redis.pool_max")
+        _within("redis.pipeline_size", self.pipeline_size, 1, MAX_PIPELINE)
+        _within("redis.socket_timeout_s", self.socket_timeout_s, MIN_TIMEOUT_S, MAX_TIMEOUT_S)
+        _within("redis.connect_timeout_s", self.connect_timeout_s, MIN_TIMEOUT_S, MAX_TIMEOUT_S)
+        _within("redis.max_value_bytes", self.max_value_bytes, 1, REDIS_MAX_VALUE)
 
 
 @dataclass(frozen=True)
@@ -95,6 +148,10 @@ class Settings:
     sqlite: SQLiteSettings = field(default_factory=SQLiteSettings)
     graph: GraphSettings = field(default_factory=GraphSettings)
     redis: RedisSettings = field(default_factory=RedisSettings)
+
+    def __post_init__(self) -> None:
+        # An empty path would put the files in whatever the current directory happens to be.
+        _require(bool(self.data_dir.strip()), "data_dir", "a non-empty path")
 
     @property
     def sqlite_path(self) -> Path:
@@ -130,6 +187,37 @@ def redact_url(url: str) -> str:
 def _require(ok: bool, key: str, expected: str) -> None:
     if not ok:
         raise ConfigError(f"{key}: expected {expected}")
+
+
+def _within(key: str, value: float, low: float, high: float, note: str = "") -> None:
+    """``low <= value <= high``; NaN and infinities fail it, as no bound admits them."""
+    if not (math.isfinite(value) and low <= value <= high):
+        kind = "a float" if isinstance(value, float) else "an int"
+        detail = f" ({note})" if note else ""
+        raise ConfigError(f"{key}: expected {kind} in [{low}, {high}]{detail}, got {value!r}")
+
+
+def _check_redis_url(url: str) -> None:
+    """Refuse what redis-py would silently reinterpret (``/abc`` as db 0) or fail on late."""
+    if not url:
+        return
+    shown = redact_url(url)
+    parts = urlsplit(url)
+    if parts.scheme not in {"redis", "rediss", "unix"}:
+        raise ConfigError(f"redis.url: expected redis://, rediss:// or unix://, got {shown!r}")
+    if parts.scheme == "unix":
+        _require(bool(parts.path), "redis.url", f"a socket path after unix://, got {shown!r}")
+        return
+    try:
+        parts.port  # noqa: B018 - raises ValueError on a port that is not a number in range
+    except ValueError:
+        raise ConfigError(f"redis.url: expected a port in [0, 65535], got {shown!r}") from None
+    db = parts.path.strip("/")
+    _require(
+        db == "" or (db.isdigit() and db.isascii()),
+        "redis.url",
+        f"a database number after the host (redis://host:port/0), got {shown!r}",
+    )
 
 
 def _type_name(tp: Any) -> str:

@@ -1,6 +1,7 @@
 from __future__ import annotations
 
 import os
+import re
 from pathlib import Path
 
 import pytest
@@ -66,13 +67,13 @@ def test_config_path_from_environment(tmp_path: Path) -> None:
         ({"TRISTORE_REDIS_SOCKET_TIMEOUT_S": "x"}, "redis.socket_timeout_s: expected float"),
         ({"TRISTORE_SQLITE_SYNCHRONOUS": "SOMETIMES"}, "sqlite.synchronous: expected one of"),
         ({"TRISTORE_GRAPH_ENGINE": "neo4j"}, "graph.engine: expected one of 'kuzu', 'ladybug'"),
-        ({"TRISTORE_REDIS_POOL_MIN": "60"}, "redis.pool_min: expected an int <= redis.pool_max"),
-        ({"TRISTORE_SQLITE_READERS": "0"}, "sqlite.readers: expected an int >= 1"),
+        ({"TRISTORE_REDIS_POOL_MIN": "60"}, "redis.pool_min: expected an int in [0, 50]"),
+        ({"TRISTORE_SQLITE_READERS": "0"}, "sqlite.readers: expected an int in [1, 64]"),
         ({"TRISTORE_GRAPH_BUFFER_POOL_BYTES": "1024"}, "graph.buffer_pool_bytes"),
     ],
 )
 def test_environment_errors_name_key_and_type(environ: dict[str, str], needle: str) -> None:
-    with pytest.raises(ConfigError, match=needle.replace("(", r"\(").replace(")", r"\)")):
+    with pytest.raises(ConfigError, match=re.escape(needle)):
         load_settings(environ=environ)
 
 
@@ -119,3 +120,73 @@ def test_redaction_hides_password() -> None:
     assert redact_url("redis://user:s3cret@h:1/0") == "redis://user:***@h:1/0"
     s = Settings().replace(redis={"url": "redis://:s3cret@127.0.0.1:1/0"})
     assert "s3cret" not in repr(s.redacted())
+
+
+@pytest.mark.parametrize(
+    ("environ", "needle"),
+    [
+        ({"TRISTORE_GRAPH_MAX_THREADS": "100000"}, "graph.max_threads: expected an int in [1, "),
+        (
+            {"TRISTORE_GRAPH_MAX_VALUE_BYTES": "-1"},
+            "graph.max_value_bytes: expected an int in [1, ",
+        ),
+        (
+            {"TRISTORE_GRAPH_MAX_VALUE_BYTES": str(64 * MiB)},
+            "(up to graph.buffer_pool_bytes / 8), got 67108864",
+        ),
+        ({"TRISTORE_REDIS_MAX_VALUE_BYTES": "0"}, "redis.max_value_bytes: expected an int in [1, "),
+        ({"TRISTORE_REDIS_MAX_VALUE_BYTES": str(513 * MiB)}, "in [1, 536870912]"),
+        (
+            {"TRISTORE_REDIS_CONNECT_TIMEOUT_S": "-1"},
+            "redis.connect_timeout_s: expected a float in",
+        ),
+        (
+            {"TRISTORE_REDIS_CONNECT_TIMEOUT_S": "nan"},
+            "[0.001, 3600.0], got nan",
+        ),
+        (
+            {"TRISTORE_REDIS_SOCKET_TIMEOUT_S": "inf"},
+            "[0.001, 3600.0], got inf",
+        ),
+        (
+            {"TRISTORE_SQLITE_BUSY_TIMEOUT_MS": str(10**20)},
+            "busy_timeout_ms: expected an int in [0, 2147483647]",
+        ),
+        ({"TRISTORE_SQLITE_CACHE_SIZE": str(10**20)}, "sqlite.cache_size: expected an int in"),
+        ({"TRISTORE_SQLITE_MAX_VALUE_BYTES": str(2 * 10**9)}, "sqlite.max_value_bytes"),
+        ({"TRISTORE_DATA_DIR": ""}, "data_dir: expected a non-empty path"),
+        ({"TRISTORE_DATA_DIR": "  "}, "data_dir: expected a non-empty path"),
+        ({"TRISTORE_REDIS_URL": "redis://:pw@127.0.0.1:1/abc"}, "redis.url: expected a database"),
+        ({"TRISTORE_REDIS_URL": "redis://127.0.0.1:99999/0"}, "redis.url: expected a port"),
+        ({"TRISTORE_REDIS_URL": "http://127.0.0.1:1/0"}, "redis.url: expected redis://"),
+        ({"TRISTORE_REDIS_URL": "unix://"}, "redis.url: expected a socket path"),
+        ({"TRISTORE_SQLITE_READERS": "100000"}, "sqlite.readers: expected an int in [1, 64]"),
+        ({"TRISTORE_GRAPH_READERS": "100000"}, "graph.readers: expected an int in [1, 64]"),
+        ({"TRISTORE_REDIS_POOL_MAX": "100000"}, "redis.pool_max: expected an int in [1, 10000]"),
+        ({"TRISTORE_REDIS_PIPELINE_SIZE": "0"}, "redis.pipeline_size: expected an int in"),
+        ({"TRISTORE_GRAPH_BUFFER_POOL_BYTES": str(2**60)}, "16 MiB to this machine's memory"),
+    ],
+)
+def test_out_of_range_values_name_key_and_range(environ: dict[str, str], needle: str) -> None:
+    with pytest.raises(ConfigError, match=re.escape(needle)):
+        load_settings(environ=environ)
+
+
+def test_range_errors_never_show_the_password() -> None:
+    with pytest.raises(ConfigError) as info:
+        load_settings(environ={"TRISTORE_REDIS_URL": "redis://:s3cret@127.0.0.1:1/abc"})
+    assert "s3cret" not in str(info.value)
+
+
+@pytest.mark.parametrize(
+    "values",
+    [
+        {"sqlite": {"cache_size": -2000, "busy_timeout_ms": 0, "readers": 64}},
+        {"graph": {"buffer_pool_bytes": 16 * MiB, "max_value_bytes": 2 * MiB, "max_threads": 1}},
+        {"redis": {"pool_min": 0, "pool_max": 10_000, "max_value_bytes": 512 * MiB}},
+        {"redis": {"url": "unix:///tmp/redis.sock?password=x"}},
+        {"redis": {"url": "rediss://u:p@host:6380/15"}},
+    ],
+)
+def test_values_at_the_bounds_are_accepted(values: dict[str, dict[str, object]]) -> None:
+    Settings().replace(**values)
