@@ -12,6 +12,7 @@ from __future__ import annotations
 import dataclasses
 import math
 import os
+import re
 import sqlite3
 import tomllib
 import typing
@@ -19,7 +20,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Literal
-from urllib.parse import urlsplit
+from urllib.parse import unquote_plus, urlsplit
 
 from tristore.errors import ConfigError
 
@@ -174,14 +175,71 @@ class Settings:
         return data
 
 
+# Query parameters that redis-py hands to the connection as keywords and that carry a secret
+# (``?password=``, ``?ssl_password=``, ...): redis-py accepts any name there.
+_SECRET_PARAM = re.compile(r"pass|secret|token|auth|credential", re.IGNORECASE)
+MASK = "***"
+
+
 def redact_url(url: str) -> str:
-    """``redis://:secret@host`` -> ``redis://:***@host``: credentials never reach logs."""
-    if "@" not in url or "://" not in url:
+    """The URL with every credential form redis-py reads masked, for any output.
+
+    ``redis://user:pw@h`` -> ``redis://user:***@h``; ``redis://pw@h`` -> ``redis://***@h`` (a
+    lone field may be the password); ``?password=pw`` -> ``?password=***``.
+    """
+    if "://" not in url:
         return url
-    scheme, rest = url.split("://", 1)
-    creds, host = rest.rsplit("@", 1)
-    user = creds.split(":", 1)[0]
-    return f"{scheme}://{user}:***@{host}"
+    try:
+        parts = urlsplit(url)
+    except ValueError:  # unparseable: show nothing after the scheme rather than guess
+        return url.split("://", 1)[0] + "://" + MASK
+    netloc = parts.netloc
+    if "@" in netloc:
+        userinfo, host = netloc.rsplit("@", 1)
+        user, colon, _ = userinfo.partition(":")
+        netloc = f"{user}:{MASK}@{host}" if colon else f"{MASK}@{host}"
+    query = "&".join(
+        f"{name}={MASK}" if _is_secret_param(name) else f"{name}{sep}{value}"
+        for name, sep, value in (pair.partition("=") for pair in parts.query.split("&"))
+    )
+    # Not urlunsplit: it turns unix:///path into unix:/path.
+    return (
+        f"{parts.scheme}://{netloc}{parts.path}"
+        + (f"?{query}" if parts.query else "")
+        + (f"#{parts.fragment}" if parts.fragment else "")
+    )
+
+
+def url_secrets(url: str) -> set[str]:
+    """The secrets in ``url``, raw and percent-decoded, for masking them in free text."""
+    if "://" not in url:
+        return set()
+    try:
+        parts = urlsplit(url)
+    except ValueError:
+        return {url}
+    found: set[str] = set()
+    if "@" in parts.netloc:
+        userinfo = parts.netloc.rsplit("@", 1)[0]
+        user, colon, password = userinfo.partition(":")
+        found.add(password if colon else user)
+    for pair in parts.query.split("&"):
+        name, _, value = pair.partition("=")
+        if _is_secret_param(name):
+            found.add(value)
+    return {form for secret in found for form in (secret, unquote_plus(secret)) if form}
+
+
+def redact_text(text: str, url: str) -> str:
+    """``text`` (an error message, a log line) with every secret of ``url`` masked."""
+    # Longest first: one secret may contain another (a password and its decoded form).
+    for secret in sorted(url_secrets(url), key=len, reverse=True):
+        text = text.replace(secret, MASK)
+    return text
+
+
+def _is_secret_param(name: str) -> bool:
+    return bool(_SECRET_PARAM.search(unquote_plus(name)))
 
 
 def _require(ok: bool, key: str, expected: str) -> None:
@@ -370,5 +428,6 @@ __all__ = [
     "SQLiteSettings",
     "Settings",
     "load_settings",
+    "redact_text",
     "redact_url",
 ]

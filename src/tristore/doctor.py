@@ -6,7 +6,7 @@ import time
 from dataclasses import dataclass, field
 from typing import Any
 
-from tristore.config import Settings
+from tristore.config import Settings, redact_text
 from tristore.errors import TristoreError
 from tristore.stores import CacheStore, GraphStore, SQLiteStore
 
@@ -21,7 +21,14 @@ class StoreReport:
     open_ms: float = 0.0
 
 
-async def _probe(name: str, store: Any) -> StoreReport:
+async def _probe(name: str, store: Any, settings: Settings) -> StoreReport:
+    report = await _open_and_check(name, store)
+    # Whatever a driver put in a message, the Redis URL's secrets never reach the report.
+    report.error = redact_text(report.error, settings.redis.url)
+    return report
+
+
+async def _open_and_check(name: str, store: Any) -> StoreReport:
     started = time.perf_counter()
     try:
         await store.open()
@@ -54,7 +61,7 @@ def _one_line(exc: BaseException) -> str:
 async def diagnose(settings: Settings) -> list[StoreReport]:
     """Each store on its own, so that one failure does not hide the state of the others."""
     return [
-        await _probe("sqlite", SQLiteStore(settings)),
-        await _probe("graph", GraphStore(settings)),
-        await _probe("redis", CacheStore(settings)),
+        await _probe("sqlite", SQLiteStore(settings), settings),
+        await _probe("graph", GraphStore(settings), settings),
+        await _probe("redis", CacheStore(settings), settings),
     ]

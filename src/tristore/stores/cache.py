@@ -23,7 +23,7 @@ from redis.asyncio.cluster import ClusterNode, RedisCluster
 from redis.asyncio.retry import Retry
 from redis.backoff import NoBackoff
 
-from tristore.config import Settings, redact_url
+from tristore.config import Settings, redact_text, redact_url
 from tristore.errors import QueryError, StoreUnavailable
 from tristore.pool import Pool, PoolConfig
 from tristore.stores.limits import check_values
@@ -32,8 +32,9 @@ STORE = "redis"
 Command = Sequence[Any]
 
 
-def translate(exc: BaseException, where: str = "") -> Exception:
-    msg = str(exc)
+def translate(exc: BaseException, where: str = "", url: str = "") -> Exception:
+    """Map a redis-py error to a typed one; ``url``'s secrets are masked from its message."""
+    msg = redact_text(str(exc), url)
     at = f" at {where}" if where else ""
     if isinstance(exc, rexc.AuthenticationError | rexc.AuthorizationError):
         return StoreUnavailable(STORE, f"authentication failed{at}: check the password in the URL")
@@ -77,7 +78,7 @@ class _RedisConnector:
                 await client.initialize()
             except BaseException as exc:
                 await client.aclose()
-                raise translate(exc, self.cache.where) from exc
+                raise self.cache.translate(exc) from exc
             return client
         pool = aioredis.BlockingConnectionPool.from_url(
             url, max_connections=1, timeout=r.socket_timeout_s, **common
@@ -87,7 +88,7 @@ class _RedisConnector:
             await client.ping()
         except BaseException as exc:
             await client.aclose(close_connection_pool=True)
-            raise translate(exc, self.cache.where) from exc
+            raise self.cache.translate(exc) from exc
         return client
 
     async def close(self, conn: Any) -> None:
@@ -102,7 +103,7 @@ class _RedisConnector:
         try:
             await conn.ping()
         except Exception as exc:
-            raise translate(exc, self.cache.where) from exc
+            raise self.cache.translate(exc) from exc
 
     # Nothing a normal exit can leave behind: failures discard the connection explicitly.
     reset_on_return = False
@@ -139,6 +140,9 @@ class CacheStore:
             return ""
         parts = urlsplit(self._url)
         return f"{parts.hostname}:{parts.port}"
+
+    def translate(self, exc: BaseException) -> Exception:
+        return translate(exc, self.where, self._url)
 
     async def open(self) -> None:
         if not self._url:
@@ -178,7 +182,7 @@ class CacheStore:
         try:
             yield
         except (rexc.RedisError, OSError) as exc:
-            raise translate(exc, self.where) from exc
+            raise self.translate(exc) from exc
 
     @asynccontextmanager
     async def client(self, timeout: float | None = None) -> AsyncIterator[Any]:
@@ -188,7 +192,7 @@ class CacheStore:
                 yield conn
             except (rexc.RedisError, OSError) as exc:
                 self.pool.discard(conn)
-                raise translate(exc, self.where) from exc
+                raise self.translate(exc) from exc
 
     def _check(self, values: Sequence[Any]) -> None:
         check_values(STORE, values, self.settings.redis.max_value_bytes)
