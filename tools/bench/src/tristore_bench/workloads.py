@@ -1,0 +1,459 @@
+"""The CPU-bound hot paths whose instructions :mod:`tristore_bench.instructions` counts.
+
+Run in the measured child as ``python -m tristore_bench.workloads NAME N`` (under callgrind, with
+``--instr-atstart=no``). Each workload opens what it needs and warms up with instrumentation
+*off*, then switches callgrind's instrumentation on, runs exactly ``N`` operations in one
+``run_until_complete``, and switches it off before tearing down. So interpreter start-up, imports,
+opening stores, starting redis-server (a separate, uncounted process), warm-up and teardown are
+never counted: their cost varies with timing (polling a server until it answers, a thread that
+starts late) and would otherwise leak into the difference of the two batch sizes.
+
+``python -m tristore_bench.workloads prepare NAME DIR`` builds a workload's fixture (a seeded
+SQLite file and graph) natively, before any valgrind process: seeding under valgrind would take
+minutes and cannot be counted anyway.
+
+The toggles are valgrind client requests. Python cannot issue them (they are a magic instruction
+sequence that the valgrind headers inline into C code), so :func:`_client_request` writes that
+sequence into one executable page and calls it through ctypes. Outside valgrind the sequence is a
+no-op that returns 0, so the workloads also run natively (``RUNNING_ON_VALGRIND`` is 0 there).
+
+Imports of tristore happen inside the workloads: this module must import with the standard
+library alone (the parent only needs :data:`WORKLOADS`).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import ctypes
+import mmap
+import os
+import platform
+import random
+import shutil
+import sys
+import tempfile
+from collections.abc import AsyncIterator, Awaitable, Callable
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+# -- valgrind client requests (x86-64) ----------------------------------------------------------
+
+# valgrind.h's __SPECIAL_INSTRUCTION_PREAMBLE for amd64 (four rotations of rdi that add up to 128
+# bits, a no-op on a real CPU) followed by `xchg rbx, rbx`, which valgrind reads as "client
+# request: rax points at the arguments, the result goes to rdx". Wrapped as a C function
+# `uint64 request(uint64 *args)`: rdi = args, the default result (0) in rdx, returned in rax.
+_AMD64_REQUEST = bytes.fromhex(
+    "4889f8"  # mov rax, rdi
+    "31d2"  # xor edx, edx
+    "48c1c703"  # rol rdi, 3
+    "48c1c70d"  # rol rdi, 13
+    "48c1c73d"  # rol rdi, 61
+    "48c1c733"  # rol rdi, 51
+    "4887db"  # xchg rbx, rbx
+    "4889d0"  # mov rax, rdx
+    "c3"  # ret
+)
+RUNNING_ON_VALGRIND = 0x1001
+# callgrind.h: VG_USERREQ_TOOL_BASE('C', 'T') + 4 and + 5.
+_CALLGRIND_BASE = (ord("C") << 24) | (ord("T") << 16)
+CALLGRIND_START_INSTRUMENTATION = _CALLGRIND_BASE + 4
+CALLGRIND_STOP_INSTRUMENTATION = _CALLGRIND_BASE + 5
+
+_request_fn: Callable[[int], int] | None = None
+_request_page: mmap.mmap | None = None  # kept alive: the function lives in it
+
+
+def _client_request(code: int) -> int:
+    """Issue valgrind client request ``code`` (no arguments); 0 when not under valgrind."""
+    global _request_fn, _request_page
+    if _request_fn is None:
+        if platform.machine() not in ("x86_64", "AMD64"):
+            raise RuntimeError("valgrind client requests are implemented for x86-64 only")
+        page = mmap.mmap(-1, mmap.PAGESIZE, prot=mmap.PROT_READ | mmap.PROT_WRITE | mmap.PROT_EXEC)
+        page.write(_AMD64_REQUEST)
+        address = ctypes.addressof(ctypes.c_char.from_buffer(page))
+        function = ctypes.CFUNCTYPE(ctypes.c_uint64, ctypes.c_void_p)(address)
+        args = (ctypes.c_uint64 * 6)()  # request code + 5 arguments, as valgrind.h lays them out
+
+        def request(req: int) -> int:
+            args[0] = req
+            return int(function(ctypes.addressof(args)))
+
+        _request_page, _request_fn = page, request
+    return _request_fn(code)
+
+
+def running_on_valgrind() -> bool:
+    return _client_request(RUNNING_ON_VALGRIND) != 0
+
+
+# -- workloads ------------------------------------------------------------------------------------
+
+Op = Callable[[], Awaitable[Any]]
+
+
+@dataclass(frozen=True)
+class Workload:
+    name: str
+    doc: str
+    default_n: int  # operations in the smaller batch of a count (the larger is twice that)
+    warmup: int  # operations run before the counted region, the same in both batches
+    fixture: bool = False  # needs `prepare` (a seeded data set) before the valgrind runs
+    redis: bool = False
+
+
+WORKLOADS: dict[str, Workload] = {
+    w.name: w
+    for w in (
+        Workload(
+            "pool_checkout",
+            "tristore.pool checkout + return, connections that cost nothing",
+            2000,
+            200,
+        ),
+        Workload("sqlite_write", "SQLiteStore.execute: one single-row INSERT transaction", 200, 30),
+        Workload(
+            "coordinated_tx",
+            "one Coordinator transaction: 2 rows, 2 graph ops, 2 cache ops",
+            30,
+            5,
+            redis=True,
+        ),
+        Workload(
+            "redis_pipeline", "CacheStore.pipeline of 100 SETs (client side)", 30, 5, redis=True
+        ),
+        Workload(
+            "graph_point_read",
+            "GraphStore.query_rows: a parameterised point lookup (Kuzu)",
+            200,
+            20,
+            fixture=True,
+        ),
+        Workload(
+            "order_flow",
+            "OrderPipeline.place_order on the seeded small data set",
+            20,
+            5,
+            fixture=True,
+            redis=True,
+        ),
+        Workload("noop", "an empty coroutine: the floor, for tests", 2000, 100),
+    )
+}
+
+GRAPH_WORKLOADS = frozenset({"coordinated_tx", "graph_point_read", "order_flow"})
+# Kuzu reserves 8 TiB of address space per Database by default; valgrind cannot map that
+# ("Mmap for size 8796093022208 failed"). tristore's graph settings do not expose max_db_size
+# yet, so the workloads bound it here (2 GiB is far above the data sets used).
+KUZU_MAX_DB_SIZE = 1 << 31
+INSERT_CUSTOMER = (
+    "INSERT INTO customers (email, name, country, tier, created_at)"
+    " VALUES (?, 'Bench', 'GB', 'standard', '2026-11-22 00:00:00')"
+)
+ORDER_AT = "2026-11-22 12:00:00"  # a fixed SQLite clock: the same strings in every run
+
+
+def _bound_kuzu() -> None:
+    """Make every ``kuzu.Database`` opened in this process valgrind-sized and single-threaded."""
+    import kuzu
+
+    original = kuzu.Database
+    if getattr(original, "_tristore_bench_bounded", False):
+        return
+
+    class Database(original):  # type: ignore[misc, valid-type]
+        _tristore_bench_bounded = True
+
+        def __init__(self, *args: Any, **kwargs: Any) -> None:
+            kwargs.setdefault("max_db_size", KUZU_MAX_DB_SIZE)
+            # One worker thread: Kuzu's scheduling across threads is what could vary a count.
+            kwargs["max_num_threads"] = 1
+            super().__init__(*args, **kwargs)
+
+    kuzu.Database = Database  # type: ignore[misc]
+
+
+def _settings(data_dir: str, **sections: Any) -> Any:
+    from tristore.config import Settings
+
+    sections.setdefault("graph", {})
+    sections["graph"] = {"max_threads": 1, **sections["graph"]}
+    return Settings(data_dir=data_dir).replace(**sections)
+
+
+class _Blank:
+    """Connections that cost nothing, so only the pool is counted (as in benchmarks/pools.py)."""
+
+    store = "bench"
+    reset_on_return = False
+
+    async def connect(self) -> object:
+        return object()
+
+    async def close(self, conn: object) -> None:
+        return None
+
+    async def check(self, conn: object) -> None:
+        return None
+
+    async def reset(self, conn: object) -> bool:
+        return True
+
+
+@contextlib.asynccontextmanager
+async def _noop(ctx: _Context) -> AsyncIterator[Op]:
+    async def op() -> None:
+        return None
+
+    yield op
+
+
+@contextlib.asynccontextmanager
+async def _pool_checkout(ctx: _Context) -> AsyncIterator[Op]:
+    from tristore.pool import Pool, PoolConfig
+
+    pool: Any = Pool(_Blank(), PoolConfig(min_size=10, max_size=10))
+    await pool.open()
+
+    async def op() -> None:
+        async with pool.acquire():
+            pass
+
+    try:
+        yield op
+    finally:
+        await pool.close()
+
+
+@contextlib.asynccontextmanager
+async def _sqlite_write(ctx: _Context) -> AsyncIterator[Op]:
+    from tristore.stores import SQLiteStore
+
+    store: Any = SQLiteStore(_settings(ctx.data_dir))
+    await store.open()
+    seq = iter(range(10**8))
+
+    async def op() -> None:
+        # Fixed-width emails (the column is UNIQUE): every operation binds a string of one length.
+        await store.execute(INSERT_CUSTOMER, (f"b{next(seq):08d}@bench.example",))
+
+    try:
+        yield op
+    finally:
+        await store.close()
+
+
+@contextlib.asynccontextmanager
+async def _coordinated_tx(ctx: _Context) -> AsyncIterator[Op]:
+    from tristore.coordinator import Coordinator
+    from tristore.stores import CacheStore, GraphStore, SQLiteStore
+
+    products = 5
+    settings = _settings(ctx.data_dir, redis={"url": ctx.redis_url, "pool_min": 1})
+    sqlite: Any = SQLiteStore(settings)
+    graph: Any = GraphStore(settings)
+    cache: Any = CacheStore(settings)
+    async with contextlib.AsyncExitStack() as stack:
+        for store in (sqlite, graph, cache):
+            await store.open()
+            stack.push_async_callback(store.close)
+        await cache.execute("FLUSHDB")
+        await sqlite.executemany(
+            "INSERT INTO products (id, sku, name, category, price, stock)"
+            " VALUES (?, ?, 'p', 'bench', 9.5, 100)",
+            [(pid, f"B-{pid}") for pid in range(1, products + 1)],
+        )
+        await graph.write(
+            [
+                ("CREATE (:Product {id: $id, name: 'p', category: 'bench', price: 9.5})", {"id": p})
+                for p in range(1, products + 1)
+            ]
+        )
+        coord: Any = Coordinator(sqlite, graph, cache, recovery_interval=None)
+        await coord.open()
+        stack.push_async_callback(coord.close)
+        counter = iter(range(1, 10**8))
+
+        def insert_rows(conn: Any, n: int) -> tuple[int, int]:
+            cid = conn.execute(
+                "INSERT INTO customers (email, name, country) VALUES (?, ?, 'GB') RETURNING id",
+                (f"b{n:08d}@bench.example", f"c{n:08d}"),
+            ).fetchone()[0]
+            oid = conn.execute(
+                "INSERT INTO orders (customer_id, product_id, price, quantity)"
+                " VALUES (?, ?, 9.5, 2) RETURNING id",
+                (cid, 1 + n % products),
+            ).fetchone()[0]
+            return cid, oid
+
+        async def op() -> None:
+            # The same unit of work as benchmarks/coordinated.py's CoordinatedWrites.
+            n = next(counter)
+            async with coord.transaction() as tx:
+                cid, oid = await tx.sql_fn(lambda c: insert_rows(c, n))
+                tx.graph(
+                    "CREATE (:Customer {id: $id, name: $name, tier: 'standard'})",
+                    {"id": cid, "name": f"c{n:08d}"},
+                )
+                tx.graph(
+                    "MATCH (c:Customer {id: $cid}), (p:Product {id: $pid})"
+                    " CREATE (c)-[:PURCHASED {order_id: $oid, quantity: 2}]->(p)",
+                    {"cid": cid, "pid": 1 + n % products, "oid": oid},
+                )
+                tx.cache("HSET", f"order:{oid:08d}", "customer", cid, "total", "19.0")
+                tx.cache("INCRBY", "stats:orders", 1)
+
+        yield op
+
+
+@contextlib.asynccontextmanager
+async def _redis_pipeline(ctx: _Context) -> AsyncIterator[Op]:
+    from tristore.stores import CacheStore
+
+    cache: Any = CacheStore(_settings(ctx.data_dir, redis={"url": ctx.redis_url, "pool_min": 1}))
+    await cache.open()
+    commands = [("SET", f"bench:{i:03d}", "x" * 32) for i in range(100)]
+
+    async def op() -> None:
+        await cache.pipeline(commands)
+
+    try:
+        yield op
+    finally:
+        await cache.close()
+
+
+@contextlib.asynccontextmanager
+async def _graph_point_read(ctx: _Context) -> AsyncIterator[Op]:
+    from tristore.stores import GraphStore
+
+    graph: Any = GraphStore(_settings(ctx.data_dir), apply_schema=False)
+    await graph.open()
+    cypher = "MATCH (c:Customer) WHERE c.id = $id RETURN c.name"
+    params = {"id": 42}
+
+    async def op() -> None:
+        await graph.query_rows(cypher, params)
+
+    try:
+        yield op
+    finally:
+        await graph.close()
+
+
+@contextlib.asynccontextmanager
+async def _order_flow(ctx: _Context) -> AsyncIterator[Op]:
+    from tristore.flows import open_env
+
+    settings = _settings(ctx.data_dir, redis={"url": ctx.redis_url})
+    async with open_env(settings, size=None, data_dir=ctx.data_dir, embedded_redis=False) as env:
+        await env.manager.cache.execute("FLUSHDB")
+        pipeline = env.pipeline
+        counter = iter(range(1, 10**8))
+
+        async def op() -> None:
+            # As benchmarks/flows.py's FlowOps.order, with a fixed clock.
+            n = next(counter)
+            await pipeline.place_order(1 + n % 200, 1 + (n * 7) % 100, 1 + n % 3, at=ORDER_AT)
+
+        yield op
+
+
+_FACTORIES: dict[str, Callable[[_Context], contextlib.AbstractAsyncContextManager[Op]]] = {
+    "noop": _noop,
+    "pool_checkout": _pool_checkout,
+    "sqlite_write": _sqlite_write,
+    "coordinated_tx": _coordinated_tx,
+    "redis_pipeline": _redis_pipeline,
+    "graph_point_read": _graph_point_read,
+    "order_flow": _order_flow,
+}
+
+
+@dataclass
+class _Context:
+    data_dir: str
+    redis_url: str = ""
+
+
+def prepare(name: str, directory: str | Path) -> None:
+    """Build ``name``'s fixture in ``directory`` (natively, before the counted runs)."""
+    if not WORKLOADS[name].fixture:
+        return
+    from tristore.testing.setup import seed_files
+
+    seed_files(directory, "small", seed=7)
+
+
+def _copy_fixture(fixture: str, data_dir: str) -> None:
+    for entry in sorted(Path(fixture).iterdir()):
+        target = Path(data_dir) / entry.name
+        if entry.is_dir():
+            shutil.copytree(entry, target)
+        else:
+            shutil.copy2(entry, target)
+
+
+async def _run(name: str, n: int, data_dir: str) -> None:
+    workload = WORKLOADS[name]
+    ctx = _Context(data_dir)
+    async with contextlib.AsyncExitStack() as stack:
+        if workload.redis:
+            from tristore.services import RedisServer
+
+            server = RedisServer()
+            await asyncio.to_thread(server.start)
+            stack.callback(server.stop)
+            ctx.redis_url = str(server.url)
+        op = await stack.enter_async_context(_FACTORIES[name](ctx))
+        for _ in range(workload.warmup):
+            await op()
+
+        async def batch() -> None:
+            for _ in range(n):
+                await op()
+
+        # The counted region: one task running n operations. Creating it and waiting for it
+        # costs the same in both batch sizes, so it cancels in the difference.
+        _client_request(CALLGRIND_START_INSTRUMENTATION)
+        await batch()
+        _client_request(CALLGRIND_STOP_INSTRUMENTATION)
+    print(f"tristore-bench workload {name} ran {n} operations", flush=True)
+
+
+def main(argv: list[str]) -> int:
+    if len(argv) == 3 and argv[0] == "prepare":
+        prepare(argv[1], argv[2])
+        return 0
+    if len(argv) != 2 or argv[0] not in WORKLOADS:
+        print(
+            "usage: python -m tristore_bench.workloads NAME N | prepare NAME DIR\n"
+            f"workloads: {', '.join(WORKLOADS)}",
+            file=sys.stderr,
+        )
+        return 2
+    name, n = argv[0], int(argv[1])
+    # Deterministic choices inside tristore (pool lifetime jitter) and fixed-width data.
+    random.seed(0)
+    if name in GRAPH_WORKLOADS:
+        _bound_kuzu()
+    data_dir = tempfile.mkdtemp(prefix="data-", dir=os.getcwd())
+    fixture = os.environ.get("TRISTORE_BENCH_FIXTURE")
+    if WORKLOADS[name].fixture:
+        if not fixture:
+            print(f"workload {name} needs TRISTORE_BENCH_FIXTURE (see prepare)", file=sys.stderr)
+            return 2
+        _copy_fixture(fixture, data_dir)
+    loop = asyncio.new_event_loop()
+    try:
+        loop.run_until_complete(_run(name, n, data_dir))
+    finally:
+        loop.close()
+        shutil.rmtree(data_dir, ignore_errors=True)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main(sys.argv[1:]))
