@@ -412,6 +412,15 @@ def load_settings(
                 data = tomllib.load(fh)
         except FileNotFoundError:
             raise ConfigError(f"config file {file}: not found") from None
+        except IsADirectoryError:
+            raise ConfigError(f"config file {file}: is a directory, expected a TOML file") from None
+        except OSError as exc:
+            raise ConfigError(f"config file {file}: cannot read it ({exc.strerror})") from None
+        except UnicodeDecodeError as exc:
+            raise ConfigError(
+                f"config file {file}: not UTF-8 text (byte 0x{exc.object[exc.start]:02x} at "
+                f"offset {exc.start}); TOML files are UTF-8"
+            ) from None
         except tomllib.TOMLDecodeError as exc:
             raise ConfigError(f"config file {file}: invalid TOML ({exc})") from None
         settings = _apply(settings, data, source=f"config file {file}")

@@ -190,3 +190,12 @@ def test_range_errors_never_show_the_password() -> None:
 )
 def test_values_at_the_bounds_are_accepted(values: dict[str, dict[str, object]]) -> None:
     Settings().replace(**values)
+
+
+def test_directory_or_non_utf8_config_file_is_a_config_error(tmp_path: Path) -> None:
+    with pytest.raises(ConfigError, match="is a directory, expected a TOML file"):
+        load_settings(environ={"TRISTORE_CONFIG": str(tmp_path)})
+    latin = tmp_path / "latin.toml"
+    latin.write_bytes(b"[sqlite]\n# caf\xe9\n")
+    with pytest.raises(ConfigError, match=r"not UTF-8 text \(byte 0xe9 at offset 14\)"):
+        load_settings(latin, environ={})

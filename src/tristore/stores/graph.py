@@ -148,6 +148,11 @@ def translate(exc: BaseException) -> Exception:
     return exc if isinstance(exc, Exception) else QueryError(STORE, msg)
 
 
+def _preview(value: object, width: int = 60) -> str:
+    text = repr(value)
+    return text if len(text) <= width else text[: width - 3] + "..."
+
+
 def rows_as_dicts(result: Any) -> list[dict[str, Any]]:
     names = result.get_column_names()
     return [dict(zip(names, row, strict=True)) for row in result.get_all()]
@@ -284,15 +289,25 @@ class GraphStore:
         if not future.cancelled():
             future.exception()  # retrieved: an interrupted query is expected here, not news
 
-    def _check(self, params: Mapping[str, Any] | None) -> None:
+    def _params(self, params: Mapping[str, Any] | None) -> dict[str, Any]:
+        """Checked parameters: named (Cypher has ``$name`` only) and within the size limit."""
+        if params is None:
+            return {}
+        if not isinstance(params, Mapping) or not all(isinstance(k, str) for k in params):
+            raise QueryError(
+                STORE,
+                "parameters must be a mapping of $names to values, got "
+                f"{type(params).__name__} {_preview(params)}",
+            )
         check_values(STORE, params, self.settings.graph.max_value_bytes)
+        return dict(params)
 
     # -- reads ------------------------------------------------------------------------------
     async def query(
         self, cypher: str, params: Mapping[str, Any] | None = None, *, timeout: float | None = None
     ) -> list[dict[str, Any]]:
         """A read query; rows as dicts keyed by column name."""
-        values = dict(params or {})
+        values = self._params(params)
         return await self.read(
             lambda c: rows_as_dicts(self.prepared.execute(c, cypher, values)), timeout=timeout
         )
@@ -300,7 +315,7 @@ class GraphStore:
     async def query_rows(
         self, cypher: str, params: Mapping[str, Any] | None = None, *, timeout: float | None = None
     ) -> list[list[Any]]:
-        values = dict(params or {})
+        values = self._params(params)
         return await self.read(
             lambda c: self.prepared.execute(c, cypher, values).get_all(), timeout=timeout
         )
@@ -326,8 +341,7 @@ class GraphStore:
         self, statements: Sequence[Statement], *, timeout: float | None = None
     ) -> list[list[dict[str, Any]]]:
         """Several write statements in one transaction, in one thread hop; all or nothing."""
-        for _, params in statements:
-            self._check(params)
+        statements = [(cypher, self._params(params)) for cypher, params in statements]
         return await self.write_fn(
             lambda c: _run_statements(self.prepared, c, statements), timeout=timeout
         )

@@ -109,7 +109,9 @@ def translate(exc: BaseException, *, reader: bool = False) -> Exception:
         return QueryError(STORE, f"{msg}: readers are query_only, write with write()/execute()")
     if isinstance(exc, sqlite3.IntegrityError):
         return QueryError(STORE, f"constraint violated: {msg}")
-    if isinstance(exc, sqlite3.ProgrammingError | sqlite3.InterfaceError | OverflowError):
+    if isinstance(exc, OverflowError):
+        return QueryError(STORE, f"a parameter is outside SQLite's 64-bit INTEGER range: {msg}")
+    if isinstance(exc, sqlite3.ProgrammingError | sqlite3.InterfaceError):
         return QueryError(STORE, f"bad statement or parameter: {msg}")
     if isinstance(exc, sqlite3.DatabaseError) and (
         "not a database" in msg or "malformed" in msg or "corrupt" in msg
@@ -126,8 +128,21 @@ def translate(exc: BaseException, *, reader: bool = False) -> Exception:
     return exc if isinstance(exc, Exception) else QueryError(STORE, msg)
 
 
+# sqlite3 raises a bare OverflowError for an int outside SQLite's 64-bit INTEGER.
+DRIVER_ERRORS = (sqlite3.Error, OverflowError)
+SQLITE_INTEGER = range(-(2**63), 2**63)
+
+
 def check_params(params: Params | None, limit: int) -> None:
+    """Refuse, before the round trip, what SQLite cannot store: too large, or too wide an int."""
     check_values(STORE, params, limit)
+    if not params:
+        return
+    for value in params.values() if isinstance(params, dict) else params:
+        if isinstance(value, int) and value not in SQLITE_INTEGER:
+            raise QueryError(
+                STORE, f"integer parameter {value} is outside SQLite's 64-bit INTEGER range"
+            )
 
 
 class _SQLiteConnector:
@@ -141,7 +156,7 @@ class _SQLiteConnector:
         try:
             # isolation_level=None: tristore issues BEGIN IMMEDIATE itself, sqlite3 must not BEGIN.
             aio = await aiosqlite.connect(self.settings.sqlite_path, isolation_level=None)
-        except sqlite3.Error as exc:
+        except DRIVER_ERRORS as exc:
             raise translate(exc) from exc
         try:
             await aio._execute(self._setup, aio._conn)
@@ -231,7 +246,7 @@ class SQLiteStore:
         async with self.writer.acquire(timeout=timeout) as conn:
             try:
                 return await conn.run(lambda c: _in_transaction(c, fn))
-            except sqlite3.Error as exc:
+            except DRIVER_ERRORS as exc:
                 raise translate(exc) from exc
 
     async def execute(self, sql: str, params: Params = ()) -> int:
@@ -261,7 +276,7 @@ class SQLiteStore:
         async with self.writer.acquire(timeout=timeout) as conn:
             try:
                 await conn.run(lambda c: c.execute("BEGIN IMMEDIATE"))
-            except sqlite3.Error as exc:
+            except DRIVER_ERRORS as exc:
                 raise translate(exc) from exc
             try:
                 yield conn
@@ -273,7 +288,7 @@ class SQLiteStore:
                 raise
             try:
                 await conn.run(lambda c: c.execute("COMMIT"))
-            except sqlite3.Error as exc:
+            except DRIVER_ERRORS as exc:
                 await conn.run(_rollback)
                 raise translate(exc) from exc
 
@@ -281,17 +296,19 @@ class SQLiteStore:
     async def fetchall(
         self, sql: str, params: Params = (), *, timeout: float | None = None
     ) -> list[Any]:
+        check_params(params, self.settings.sqlite.max_value_bytes)
         async with self.readers.acquire(timeout=timeout) as conn:
             try:
                 return await conn.run(lambda c: c.execute(sql, params).fetchall())
-            except sqlite3.Error as exc:
+            except DRIVER_ERRORS as exc:
                 raise translate(exc, reader=True) from exc
 
     async def fetchone(self, sql: str, params: Params = (), *, timeout: float | None = None) -> Any:
+        check_params(params, self.settings.sqlite.max_value_bytes)
         async with self.readers.acquire(timeout=timeout) as conn:
             try:
                 return await conn.run(lambda c: c.execute(sql, params).fetchone())
-            except sqlite3.Error as exc:
+            except DRIVER_ERRORS as exc:
                 raise translate(exc, reader=True) from exc
 
     async def read(
@@ -301,7 +318,7 @@ class SQLiteStore:
         async with self.readers.acquire(timeout=timeout) as conn:
             try:
                 return await conn.run(lambda c: _in_read_snapshot(c, fn))
-            except sqlite3.Error as exc:
+            except DRIVER_ERRORS as exc:
                 raise translate(exc, reader=True) from exc
 
     async def checkpoint(self, mode: str = "PASSIVE") -> tuple[int, int, int]:
