@@ -5,23 +5,23 @@ VENV ?= .venv
 PY := $(VENV)/bin/python
 ASV := $(VENV)/bin/asv
 MACHINE ?= tristore-2core
-STAMP := $(VENV)/.installed-$(shell sha1sum pyproject.toml | cut -c1-12)
+STAMP := $(VENV)/.installed-$(shell cat pyproject.toml tools/bench/pyproject.toml | sha1sum | cut -c1-12)
 PORT ?= 8080
 
 .PHONY: venv test lint bench bench-smoke machine site serve-site gate clean
 
 venv: $(STAMP)
 
-$(STAMP): pyproject.toml
+$(STAMP): pyproject.toml tools/bench/pyproject.toml
 	@test -x $(PY) || $(PYTHON) -m venv $(VENV)
 	$(PY) -m pip install -q --upgrade pip
-	$(PY) -m pip install -q -e '.[dev]'
+	$(PY) -m pip install -q -e '.[dev]' -e tools/bench
 	@rm -f $(VENV)/.installed-*
 	@touch $@
 
 lint: venv
-	$(VENV)/bin/ruff check src tests benchmarks
-	$(VENV)/bin/ruff format --check src tests benchmarks
+	$(VENV)/bin/ruff check src tests benchmarks tools/bench
+	$(VENV)/bin/ruff format --check src tests benchmarks tools/bench
 
 # The whole test suite against real stores (embedded Redis, Kuzu and SQLite in temp dirs).
 test: venv lint
@@ -30,7 +30,7 @@ test: venv lint
 # asv needs a named machine. Saved with asv's detected defaults plus the environment fingerprint
 # (SQLite, redis-server, CPU governor, Python), which asv then copies into every result.
 machine: venv
-	@$(PY) -m tristore.cli machine --name $(MACHINE)
+	@$(VENV)/bin/tristore-bench machine --name $(MACHINE)
 
 # Measure the current commit with asv (real results into results/), then publish the site.
 bench: machine
@@ -39,19 +39,19 @@ bench: machine
 
 # Every benchmark once at HEAD (asv --quick) in a scratch dir: results/ is never touched.
 bench-smoke: venv
-	$(PY) -m tristore.cli bench-smoke
+	$(VENV)/bin/tristore-bench bench-smoke
 
 # asv publish, then vendor its CDN scripts from the npm registry so the site works offline.
 site: venv
-	$(PY) -m tristore.cli site --no-serve
+	$(VENV)/bin/tristore-bench site --no-serve
 
 serve-site: venv
-	$(PY) -m tristore.cli site --serve --port $(PORT)
+	$(VENV)/bin/tristore-bench site --serve --port $(PORT)
 
 # The PR gate: base vs head on this machine, interleaved rounds, significance-tested verdicts.
 BASE ?= origin/main
 gate: venv
-	$(PY) -m tristore.cli gate --base $(BASE)
+	$(VENV)/bin/tristore-bench gate --base $(BASE)
 
 clean:
 	rm -rf .asv/html .pytest_cache

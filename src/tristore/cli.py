@@ -9,8 +9,7 @@ import sys
 
 import click
 
-from tristore.config import load_settings
-from tristore.errors import ConfigError
+from tristore.cli_settings import settings_from
 
 
 @click.group(context_settings={"help_option_names": ["-h", "--help"]})
@@ -27,13 +26,6 @@ def main(ctx: click.Context, config_path: str | None) -> None:
     ctx.obj = {"config_path": config_path}
 
 
-def _settings(ctx: click.Context):  # type: ignore[no-untyped-def]
-    try:
-        return load_settings(ctx.obj["config_path"])
-    except ConfigError as exc:
-        raise click.ClickException(f"configuration: {exc}") from exc
-
-
 @main.command()
 @click.option("--json", "as_json", is_flag=True, help="Print the report as JSON.")
 @click.pass_context
@@ -41,7 +33,7 @@ def doctor(ctx: click.Context, as_json: bool) -> None:
     """Reach or start the three stores; print versions and effective settings."""
     from tristore.doctor import diagnose
 
-    reports = asyncio.run(diagnose(_settings(ctx)))
+    reports = asyncio.run(diagnose(settings_from(ctx)))
     if as_json:
         click.echo(json.dumps([r.__dict__ for r in reports], indent=2))
     else:
@@ -58,17 +50,8 @@ def doctor(ctx: click.Context, as_json: bool) -> None:
 
 
 # Subcommands that live with the code they drive; each module exposes a click ``command``.
-_COMMAND_MODULES: tuple[str, ...] = (
-    "tristore.harness.site",
-    "tristore.harness.regressions",
-    "tristore.harness.thresholds",
-    "tristore.coordinator.cli",
-    "tristore.load_cli",
-    "tristore.harness.gate",
-    "tristore.harness.compare",
-    "tristore.harness.fingerprint",
-    "tristore.harness.smoke",
-)
+# The benchmarking tools are another distribution's command (tristore-bench), never this one's.
+_COMMAND_MODULES: tuple[str, ...] = ("tristore.coordinator.cli", "tristore.load_cli")
 
 
 def _register() -> None:

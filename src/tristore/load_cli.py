@@ -19,8 +19,8 @@ from typing import Any
 
 import click
 
-from tristore.config import load_settings
-from tristore.errors import ConfigError, TristoreError
+from tristore.cli_settings import settings_from
+from tristore.errors import TristoreError
 
 __all__ = ["command", "format_table"]
 
@@ -225,11 +225,7 @@ def command(
             flag = "--" + name.replace("_", "-")
             raise click.UsageError(f"{flag} does not apply to {scenario}")
         options[name] = value
-    config_path = (ctx.obj or {}).get("config_path") if isinstance(ctx.obj, dict) else None
-    try:
-        settings = load_settings(config_path)
-    except ConfigError as exc:
-        raise click.ClickException(f"configuration: {exc}") from exc
+    settings = settings_from(ctx)
     line = _ProgressLine(progress)
     try:
         report = asyncio.run(_run(scenario, duration, options, settings, size, seed, line))

@@ -13,14 +13,13 @@ directory against the base revision's library (``PYTHONPATH=<base>/src``). Hence
   comparable sample for sample; ``extra_info["ops"]`` lets the gate report time per operation.
   Each benchmark takes about half a second.
 
-The test-only slowdown switch (``TRISTORE_SLOWDOWN``, see tristore/slowdown.py) is installed at
+The test-only slowdown switch (``TRISTORE_SLOWDOWN``, see slowdown.py here) is installed at
 configure time, before anything is timed.
 """
 
 from __future__ import annotations
 
 import asyncio
-import importlib
 from collections.abc import Iterator
 from typing import Any
 
@@ -38,10 +37,8 @@ def pytest_addoption(parser: pytest.Parser) -> None:
 
 
 def pytest_configure(config: pytest.Config) -> None:
-    try:
-        slowdown = importlib.import_module("tristore.slowdown")
-    except ImportError:  # a library without the switch: nothing to inject
-        return
+    import slowdown  # this suite's own injector (tests/perf/slowdown.py), beside the checks
+
     installed = slowdown.install()
     if installed or slowdown.active()[0]:
         percent, target = slowdown.active()

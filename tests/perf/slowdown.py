@@ -1,8 +1,8 @@
 """Test-only slowdown injection: make one library hot path a chosen percentage slower.
 
 The PR gate measures how often it catches a real regression with this
-(``tristore gate --calibrate --inject 20 --target sqlite_write``). Two environment variables,
-read once at import, switch it on (config.py keeps both out of settings parsing)::
+(``tristore-bench gate --calibrate --inject 20 --target sqlite_write``). Two environment variables,
+read once at import, switch it on::
 
     TRISTORE_SLOWDOWN=20                    # percent
     TRISTORE_SLOWDOWN_TARGET=sqlite_write   # one of TARGETS
@@ -17,25 +17,15 @@ Python code does (``asyncio.sleep`` would yield the loop instead). Per target (s
   20% of an inflated time made the benchmark 33% slower in a calibration run, overstating what
   "20%" tests. The floor converges within the benchmark's warm-up. The wrapper's own cost
   (~0.6 us: a coroutine frame and two clock reads) is measured once and subtracted.
-* ``cycle`` target (pool checkout, ~2 us per acquire/release): a coroutine wrapper costs ~0.6 us,
-  30% of that by itself, so the library carries an inline hook instead: a module-level flag
-  tested once per connection return (first statement of ``_Acquire.__aexit__``), then
-  :func:`pause`, which busy-waits ``percent/100 x`` the floor cost of one uncontended
-  acquire/release cycle, measured once in this process on a private pool, minus the hook's own
-  cost (which counts as part of the slowdown). The benchmark's operation is that cycle, so it
-  becomes that much slower.
+* ``cycle`` target (pool checkout, ~2 us per acquire/release): ``Pool.acquire``'s context
+  manager exit is wrapped, and after it returns the wrapper busy-waits so that one uncontended
+  acquire/release cycle costs ``1 + percent/100`` times its floor. The wrapper's own coroutine
+  frame (~0.6 us, 30% of the cycle by itself) counts as part of the slowdown: the pause is found
+  by feedback on a private pool, measured once per process (see :func:`_cycle_pause`).
 
-Two ways in, with the same effect:
-
-* In the library (the lead adds these; see HOOKS): ``@slowdown.hook("sqlite_write")`` on the
-  method, which returns the function itself when the switch is off (zero cost per call); for
-  the pool, ``_SLOWDOWN = slowdown.enabled("pool_checkout")`` at module level plus
-  ``if _SLOWDOWN: slowdown.pause()`` in the return path (one global bool test when off).
-* :func:`install`, called by the perf suite's conftest before any benchmark, wraps the same
-  method at run time when the library lacks the hook (a revision that predates it). For the pool
-  that fallback wraps ``_Acquire.__aexit__``, whose own cost exceeds a 20% request: the pool
-  then ends up slower than asked (see :func:`costs`); the calibration report shows the ratio the
-  benchmark really saw.
+:func:`install`, called by this suite's conftest before any benchmark, wraps the target's method
+at run time; the library carries no hook, so any revision of it can be slowed the same way. The
+calibration report shows the ratio the benchmark really saw (see :func:`costs`).
 """
 
 from __future__ import annotations
@@ -63,10 +53,7 @@ __all__ = [
     "Hook",
     "active",
     "costs",
-    "enabled",
-    "hook",
     "install",
-    "pause",
 ]
 
 ENV_PERCENT = "TRISTORE_SLOWDOWN"
@@ -79,15 +66,14 @@ F = TypeVar("F", bound=Callable[..., Any])
 class Hook:
     module: str
     owner: str  # class holding the method
-    method: str  # wrapped by hook()/install(): the fallback for the cycle target
+    method: str  # wrapped by install()
     mode: Literal["elapsed", "cycle"]
-    flag: str = ""  # cycle target: the module global the library's inline hook tests
 
 
 #: Where each target's hook goes. The perf benchmark of each target calls this method on every
 #: operation, so the whole measured operation is slowed.
 HOOKS: dict[str, Hook] = {
-    "pool_checkout": Hook("tristore.pool", "_Acquire", "__aexit__", "cycle", flag="_SLOWDOWN"),
+    "pool_checkout": Hook("tristore.pool", "_Acquire", "__aexit__", "cycle"),
     "sqlite_write": Hook("tristore.stores.sqlite", "SQLiteStore", "write", "elapsed"),
     "redis_pipeline": Hook("tristore.stores.cache", "CacheStore", "pipeline", "elapsed"),
     "kuzu_read": Hook("tristore.stores.graph", "GraphStore", "read", "elapsed"),
@@ -134,20 +120,6 @@ def configure(percent: float, target: str = "") -> None:
     _factor, _target = _parse({ENV_PERCENT: str(percent), ENV_TARGET: target})
 
 
-def enabled(target: str) -> bool:
-    """True when the switch slows ``target``: for a library module's inline-hook flag."""
-    if target not in HOOKS:
-        raise ValueError(f"unknown slowdown target {target!r}; known: {', '.join(TARGETS)}")
-    return bool(_factor) and target == _target
-
-
-def pause() -> None:
-    """The pool's inline hook: busy-wait ``factor x`` one uncontended checkout cycle."""
-    end = perf_counter() + (_pause if _pause >= 0 else _cycle_pause())
-    while perf_counter() < end:
-        pass
-
-
 def _wrap_elapsed(fn: F, target: str) -> F:
     floor = math.inf  # the fastest call seen so far: this method's undisturbed cost
 
@@ -169,8 +141,8 @@ def _wrap_elapsed(fn: F, target: str) -> F:
 
 
 def _wrap_cycle(fn: F, target: str) -> F:
-    """Fallback for the pool when the library lacks its inline hook: costs more than the hook
-    (an extra coroutine frame), which :func:`_cycle_pause` measures and counts."""
+    """The pool's wrapper: an extra coroutine frame, which :func:`_cycle_pause` measures and
+    counts as part of the slowdown."""
 
     @functools.wraps(fn)
     async def slowed(*args: Any, **kwargs: Any) -> Any:
@@ -194,26 +166,8 @@ def _wrap(fn: F, target: str) -> F:
     return _wrap_elapsed(fn, target)
 
 
-def hook(target: str) -> Callable[[F], F]:
-    """Decorator for the library method named in ``HOOKS[target]``.
-
-    Off (the normal case) it returns the method unchanged, so it costs nothing per call.
-    """
-    if target not in HOOKS:
-        raise ValueError(f"unknown slowdown target {target!r}; known: {', '.join(TARGETS)}")
-
-    def decorate(fn: F) -> F:
-        if _factor and target == _target:
-            return _wrap(fn, target)
-        # Marked even when off, so install() can tell that the library carries the hook.
-        setattr(fn, _MARK, target)
-        return fn
-
-    return decorate
-
-
 def install() -> list[str]:
-    """Wrap the active target's method if the library lacks the hook; return what was wrapped.
+    """Wrap the active target's method; return what was wrapped.
 
     Idempotent. Called from tests/perf/conftest.py before any benchmark runs; it also does the
     one-off cost measurements now, so they never fall inside a timed region.
@@ -225,9 +179,7 @@ def install() -> list[str]:
     owner = getattr(module, spec.owner)
     fn = owner.__dict__[spec.method]
     done: list[str] = []
-    inline = bool(spec.flag) and getattr(module, spec.flag, None) is True
-    wrapped = getattr(fn, _MARK, None) == _target and hasattr(fn, "__wrapped__")
-    if not inline and not wrapped:
+    if getattr(fn, _MARK, None) != _target:
         setattr(owner, spec.method, _wrap(fn, _target))
         done.append(f"{spec.module}.{spec.owner}.{spec.method}")
     if spec.mode == "cycle":
@@ -292,13 +244,9 @@ def _cycle_pause() -> float:
     owner = getattr(module, spec.owner)
     current = owner.__dict__[spec.method]
     original = getattr(current, "__wrapped__", current)
-    inline = getattr(module, spec.flag, None) is True
 
     def switch(on: bool) -> None:
-        if inline:
-            setattr(module, spec.flag, on)
-        else:
-            setattr(owner, spec.method, current if on else original)
+        setattr(owner, spec.method, current if on else original)
 
     def calibrate() -> dict[str, float]:
         global _pause
@@ -325,7 +273,6 @@ def _cycle_pause() -> float:
         cycle_base=result["base"],
         cycle_hooked=result["hooked"],  # with the previous pass's pause
         cycle_pause=result["pause"],
-        cycle_inline=float(inline),
     )
     _pause = result["pause"]
     return _pause

@@ -16,8 +16,8 @@ from typing import Any, TypeVar
 
 import click
 
-from tristore.config import load_settings
-from tristore.errors import ConfigError, TristoreError
+from tristore.cli_settings import settings_from
+from tristore.errors import TristoreError
 
 T = TypeVar("T")
 
@@ -32,11 +32,7 @@ def _run(ctx: click.Context, job: Callable[[Any, Any], Awaitable[T]]) -> T:
     from tristore.coordinator import Coordinator
     from tristore.manager import PoolManager
 
-    config_path = (ctx.obj or {}).get("config_path")
-    try:
-        settings = load_settings(config_path)
-    except ConfigError as exc:
-        raise click.ClickException(f"configuration: {exc}") from exc
+    settings = settings_from(ctx)
 
     async def main() -> T:
         manager = PoolManager(settings)

@@ -20,9 +20,9 @@ from typing import Any
 
 import pytest
 
-from tristore.harness import asv_command
+from tristore_bench.asv import asv_command
 
-REPO = Path(__file__).resolve().parents[2]
+REPO = Path(__file__).resolve().parents[3]
 CONF_PATH = REPO / "asv.conf.json"
 
 asv = pytest.importorskip("asv")
@@ -222,7 +222,7 @@ def test_committed_history_is_long_enough() -> None:
 def test_committed_results_are_real_runs_with_the_environment_fingerprint() -> None:
     # `asv run --python=same` writes "existing-..." envs and `--quick` one sample per benchmark:
     # neither may stand in results/. Every result must say what it was measured on.
-    from tristore.harness.fingerprint import FINGERPRINT_KEYS
+    from tristore_bench.fingerprint import FINGERPRINT_KEYS
 
     for result in _committed_results():
         commit = result["commit_hash"][:8]

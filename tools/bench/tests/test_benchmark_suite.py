@@ -1,4 +1,4 @@
-"""The asv suite runs at HEAD: every benchmark once (``tristore bench-smoke``), results/ untouched.
+"""The asv suite runs at HEAD: every benchmark once (``tristore-bench bench-smoke``).
 
 The history in results/ is only as good as the suite: a benchmark that fails or skips at HEAD
 would leave a hole in every future commit. This runs the real suite (``asv run --python=same
@@ -15,9 +15,9 @@ from pathlib import Path
 import pytest
 from click.testing import CliRunner
 
-from tristore.harness import smoke
+from tristore_bench import smoke
 
-REPO = Path(__file__).resolve().parents[2]
+REPO = Path(__file__).resolve().parents[3]
 
 pytestmark = [pytest.mark.xdist_group("asv-suite"), pytest.mark.timeout(900)]
 

@@ -9,8 +9,8 @@ from pathlib import Path
 import pytest
 from click.testing import CliRunner
 
-from tristore.harness import fingerprint
 from tristore.services import ENV_BINARY
+from tristore_bench import fingerprint
 
 
 def _governors(root: Path, values: list[str]) -> str:

@@ -2,21 +2,17 @@
 
 from __future__ import annotations
 
-import asyncio
 import json
 import math
-from collections.abc import Iterator
 from pathlib import Path
 
 import numpy as np
 import pytest
 
-from tristore import slowdown
-from tristore.errors import ConfigError
-from tristore.harness.gate_calibrate import Calibration, CalibrationRun, resampled_rates
-from tristore.harness.gate_report import GateSummary, fmt_time, gate_markdown
-from tristore.harness.gate_run import RoundResult, merge_json, parse_results, pytest_command
-from tristore.harness.gate_stats import (
+from tristore_bench.gate.calibrate import Calibration, CalibrationRun, resampled_rates
+from tristore_bench.gate.report import GateSummary, fmt_time, gate_markdown
+from tristore_bench.gate.run import RoundResult, merge_json, parse_results, pytest_command
+from tristore_bench.gate.stats import (
     Policy,
     compare,
     cv,
@@ -108,7 +104,7 @@ def test_large_but_insignificant_shift_is_not_a_regression() -> None:
 
 
 def test_holm_adjustment() -> None:
-    from tristore.harness.gate_stats import holm
+    from tristore_bench.gate.stats import holm
 
     assert holm([0.01, 0.04, 0.03]) == pytest.approx([0.03, 0.06, 0.06])
     assert holm([0.5]) == [0.5]
@@ -116,7 +112,7 @@ def test_holm_adjustment() -> None:
 
 def test_a_gate_is_one_family() -> None:
     """p = 0.005 on its own is significant at 1%; as one of six benchmarks it is not."""
-    from tristore.harness.gate_stats import Comparison, judge
+    from tristore_bench.gate.stats import Comparison, judge
 
     def made(name: str, p: float) -> Comparison:
         c = Comparison(name, [1.0] * ROUNDS, [1.2] * ROUNDS, ratio=1.2, p_slower=p, p_faster=1.0)
@@ -264,7 +260,7 @@ def test_parse_and_merge_benchmark_json(tmp_path: Path) -> None:
 
 
 def test_failed_tests_are_read_from_the_short_summary() -> None:
-    from tristore.harness.gate_run import _failures
+    from tristore_bench.gate.run import _failures
 
     stdout = (
         "FAILED tests/perf/test_perf_stores.py::test_kuzu_read - TypeError: boom\n"
@@ -283,101 +279,3 @@ def test_pytest_command_runs_only_perf_without_the_plugin(tmp_path: Path) -> Non
     assert cmd[cmd.index("perf") - 1 : cmd.index("perf") + 1] == ["-m", "perf"]
     assert "no:tristore" in cmd
     assert cmd[-2:] == ["-k", "pool or kuzu"]
-
-
-# -- the test-only slowdown switch --------------------------------------------------------------
-
-
-class FakeClock:
-    """A clock that only moves when told to (plus a tick per read): no real timing involved."""
-
-    def __init__(self) -> None:
-        self.now = 100.0
-
-    def __call__(self) -> float:
-        self.now += 1e-7
-        return self.now
-
-
-@pytest.fixture
-def switch(monkeypatch: pytest.MonkeyPatch) -> Iterator[FakeClock]:
-    clock = FakeClock()
-    monkeypatch.setattr(slowdown, "perf_counter", clock)
-    monkeypatch.setattr(slowdown, "_async_overhead", 0.0)  # measured only with a real clock
-    before = slowdown.active()
-    yield clock
-    slowdown.configure(*before)
-
-
-def test_slowdown_switch_parsing() -> None:
-    assert slowdown._parse({}) == (0.0, "")
-    assert slowdown._parse({"TRISTORE_SLOWDOWN": "0"}) == (0.0, "")
-    on = {"TRISTORE_SLOWDOWN": "20", "TRISTORE_SLOWDOWN_TARGET": "sqlite_write"}
-    assert slowdown._parse(on) == (0.2, "sqlite_write")
-
-
-@pytest.mark.parametrize(
-    "env",
-    [
-        {"TRISTORE_SLOWDOWN": "abc", "TRISTORE_SLOWDOWN_TARGET": "sqlite_write"},
-        {"TRISTORE_SLOWDOWN": "-5", "TRISTORE_SLOWDOWN_TARGET": "sqlite_write"},
-        {"TRISTORE_SLOWDOWN": "20"},  # no target: slowing nothing must not pass silently
-        {"TRISTORE_SLOWDOWN": "20", "TRISTORE_SLOWDOWN_TARGET": "sqlite_wirte"},
-    ],
-)
-def test_bad_slowdown_values_are_errors(env: dict[str, str]) -> None:
-    with pytest.raises(ConfigError):
-        slowdown._parse(env)
-
-
-def test_slowdown_hook_is_the_identity_when_off(switch: FakeClock) -> None:
-    slowdown.configure(0)
-
-    async def write() -> int:
-        return 1
-
-    assert slowdown.hook("sqlite_write")(write) is write
-    assert not slowdown.enabled("pool_checkout")
-    with pytest.raises(ValueError):
-        slowdown.hook("nope")
-
-
-def test_slowdown_hook_leaves_other_targets_alone(switch: FakeClock) -> None:
-    slowdown.configure(50, "kuzu_read")
-
-    async def write() -> None:
-        return None
-
-    assert slowdown.hook("sqlite_write")(write) is write
-    assert slowdown.enabled("kuzu_read")
-    assert not slowdown.enabled("sqlite_write")
-
-
-def test_slowdown_is_proportional_to_the_call(switch: FakeClock) -> None:
-    """At 20%, a call that took 5 ms (on the fake clock) is followed by a 1 ms busy-wait."""
-    slowdown.configure(20, "sqlite_write")
-
-    async def work() -> str:
-        switch.now += 0.005
-        return "done"
-
-    slowed = slowdown.hook("sqlite_write")(work)
-    assert slowed is not work and slowed.__wrapped__ is work  # type: ignore[attr-defined]
-    start = switch.now
-    assert asyncio.run(slowed()) == "done"
-    assert switch.now - start == pytest.approx(0.006, abs=1e-5)
-
-
-def test_slowdown_follows_the_fastest_call_not_a_disturbed_one(switch: FakeClock) -> None:
-    """A call delayed by load (12 ms instead of 5) gets the same 1 ms: 20% of the floor."""
-    slowdown.configure(20, "kuzu_read")
-    durations = iter([0.005, 0.012])
-
-    async def read() -> None:
-        switch.now += next(durations)
-
-    slowed = slowdown.hook("kuzu_read")(read)
-    asyncio.run(slowed())
-    start = switch.now
-    asyncio.run(slowed())
-    assert switch.now - start == pytest.approx(0.013, abs=1e-5)

@@ -1,4 +1,4 @@
-"""``tristore compare --fast --json``: valid rows, and pyperf files pyperf itself can read."""
+"""``tristore-bench compare --fast --json``: valid rows, and pyperf files pyperf itself can read."""
 
 from __future__ import annotations
 
@@ -9,7 +9,7 @@ from pathlib import Path
 
 import pyperf
 
-from tristore.harness.compare import TARGETS
+from tristore_bench.compare import TARGETS
 
 
 def test_compare_fast_writes_rows_and_pyperf_files(tmp_path: Path) -> None:
@@ -19,7 +19,7 @@ def test_compare_fast_writes_rows_and_pyperf_files(tmp_path: Path) -> None:
         [
             sys.executable,
             "-m",
-            "tristore.harness.compare",
+            "tristore_bench.compare",
             "--fast",
             "--output-dir",
             str(out),

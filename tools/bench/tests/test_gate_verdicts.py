@@ -23,8 +23,8 @@ from pathlib import Path
 
 import pytest
 
-ROOT = Path(__file__).resolve().parents[2]
-GATE = [sys.executable, "-m", "tristore.harness.gate"]
+ROOT = Path(__file__).resolve().parents[3]
+GATE = [sys.executable, "-m", "tristore_bench.gate"]
 # The floor of min_rounds: enough to exercise the verdict path, not to settle a verdict.
 FAST = ["--rounds", "6", "--scale", "0.4"]
 VERDICTS = {"regression", "improvement", "unchanged"}

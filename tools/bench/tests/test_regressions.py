@@ -1,4 +1,4 @@
-"""``tristore regressions`` over a hand-made published site, and noise-derived thresholds over
+"""``tristore-bench regressions`` over a hand-made published site, and noise-derived thresholds over
 hand-made asv results (both in asv 0.6.6's formats; the integration test in
 tests/integration/test_site.py runs the same code on files asv itself wrote).
 """
@@ -15,8 +15,8 @@ from typing import Any
 import pytest
 from click.testing import CliRunner
 
-from tristore.harness import regressions as reg
-from tristore.harness import thresholds as th
+from tristore_bench import regressions as reg
+from tristore_bench import thresholds as th
 
 # --------------------------------------------------------------------------------------------
 # regressions
@@ -167,7 +167,7 @@ def test_no_regressions_exits_0(site: dict[str, Any]) -> None:
 def test_never_published_is_exit_2_with_a_clear_message(site: dict[str, Any]) -> None:
     done = _invoke(site, "--html-dir", str(site["root"] / "nowhere"))
     assert done.exit_code == 2
-    assert "never published" in done.output and "tristore site" in done.output
+    assert "never published" in done.output and "tristore-bench site" in done.output
 
 
 @pytest.mark.parametrize("ref", ["no-such-branch", "0" * 40])

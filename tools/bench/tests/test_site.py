@@ -3,7 +3,7 @@
 Everything is built in a temp dir: a 4-commit git repo, a two-benchmark suite whose values step up
 5x at the third commit (so asv detects a regression), ``asv run --python=same --set-commit-hash``
 once per commit with ``HOME`` pointed at the temp dir (``asv machine`` writes ~/.asv-machine.json),
-then :func:`tristore.harness.site.build_site` with the repository's own package.json/node_modules.
+then :func:`tristore_bench.site.build_site` with the repository's own package.json/node_modules.
 
 Chromium runs headless with every host name except 127.0.0.1 unresolvable, so a page that still
 needed a CDN would fail here exactly as it does offline. It is driven over the DevTools protocol
@@ -33,10 +33,12 @@ from typing import Any
 import pytest
 from click.testing import CliRunner
 
-from tristore.harness import HarnessError, asv_command, fingerprint, site, thresholds
-from tristore.harness import regressions as regressions_mod
+from tristore_bench import fingerprint, site, thresholds
+from tristore_bench import regressions as regressions_mod
+from tristore_bench.asv import HarnessError, asv_command
 
-REPO = Path(__file__).resolve().parents[2]
+REPO = Path(__file__).resolve().parents[3]
+NPM_ROOT = site.NPM_ROOT  # tools/bench: package.json, package-lock.json, node_modules
 MACHINE = "site-test"
 
 pytestmark = [pytest.mark.xdist_group("asv-site"), pytest.mark.timeout(240)]
@@ -169,7 +171,7 @@ def _build(root: Path) -> Published:
     asv = asv_command()
     # As `make machine` does: asv's defaults plus the environment fingerprint.
     _run(
-        [sys.executable, "-m", "tristore.cli", "machine", "--name", MACHINE],
+        [sys.executable, "-m", "tristore_bench.cli", "machine", "--name", MACHINE],
         root,
         asv_env,
     )
@@ -192,7 +194,7 @@ def _build(root: Path) -> Published:
             asv_env,
         )
 
-    report = site.build_site(config, npm_root=REPO)
+    report = site.build_site(config)
     assert report.html_dir == root / "html"
     return Published(root, config, repo, report.html_dir, root / "results", commits)
 
@@ -537,7 +539,7 @@ def test_thresholds_from_real_results(published: Published) -> None:
 
 def test_missing_npm_is_a_clear_error(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     for name in ("package.json", "package-lock.json"):
-        shutil.copy(REPO / name, tmp_path / name)
+        shutil.copy(NPM_ROOT / name, tmp_path / name)
     monkeypatch.setenv("PATH", str(tmp_path / "empty-bin"))
     with pytest.raises(HarnessError, match="npm not found on PATH"):
         site.ensure_node_modules(tmp_path)
@@ -557,8 +559,8 @@ def test_tampered_vendor_file_fails_the_integrity_check(tmp_path: Path) -> None:
     asv = pytest.importorskip("asv")
     www = Path(asv.__file__).parent / "www"
     shutil.copy(www / "index.html", tmp_path / "index.html")
-    site.ensure_node_modules(REPO)
-    site.vendor(tmp_path, REPO / "node_modules")
+    site.ensure_node_modules(NPM_ROOT)
+    site.vendor(tmp_path, NPM_ROOT / "node_modules")
     (tmp_path / "vendor/jquery/dist/jquery.min.js").write_text("/* not jQuery 3.3.1 */")
     with pytest.raises(HarnessError, match=r"jquery\.min\.js .*differs from"):
         site.rewrite_pages(tmp_path)
@@ -572,7 +574,7 @@ def test_site_command_help_lists_its_options() -> None:
 
 
 def test_package_lock_pins_what_assets_need() -> None:
-    lock = json.loads((REPO / "package-lock.json").read_text())["packages"]
-    declared = json.loads((REPO / "package.json").read_text())["dependencies"]
+    lock = json.loads((NPM_ROOT / "package-lock.json").read_text())["packages"]
+    declared = json.loads((NPM_ROOT / "package.json").read_text())["dependencies"]
     for asset in site.ASSETS:
         assert lock[f"node_modules/{asset.package}"]["version"] == declared[asset.package]

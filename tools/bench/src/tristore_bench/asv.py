@@ -1,6 +1,6 @@
-"""Repository tooling around asv: the offline site, regression reports, noise-derived thresholds.
+"""What every asv-facing tool shares: the config's paths, the pinned asv, git, common options.
 
-Nothing in the library imports this package. Its modules shell out to the venv's ``asv`` and read
+The library never imports this package. Its modules shell out to the venv's ``asv`` and read
 the files asv writes (results JSON, the published ``html_dir``), so they depend on asv's file
 formats, not on its Python API; those formats are pinned by ``asv==0.6.6`` in the dev extra.
 """
@@ -17,14 +17,16 @@ from typing import Any, TypeVar
 
 import click
 
-from tristore.errors import TristoreError
-
 FC = TypeVar("FC", bound=Callable[..., Any])
 
-__all__ = ["AsvPaths", "HarnessError", "asv_command", "asv_paths", "git"]
+__all__ = ["AsvPaths", "BenchError", "HarnessError", "asv_command", "asv_paths", "git"]
 
 
-class HarnessError(TristoreError):
+class BenchError(Exception):
+    """A tooling step cannot go on; every tristore-bench command turns it into exit code 2."""
+
+
+class HarnessError(BenchError):
     """A harness step cannot go on (missing tool, never-published site, unreadable results)."""
 
 

@@ -1,11 +1,11 @@
-"""``tristore compare``: tristore's hot paths next to the raw drivers, with pyperf.
+"""``tristore-bench compare``: tristore's hot paths next to the raw drivers, with pyperf.
 
 Seeds a small graph, starts a throwaway redis-server (unless ``TRISTORE_REDIS_URL`` names one),
-and runs :mod:`tristore.harness.compare_bench` under pyperf: every benchmark in fresh worker
+and runs :mod:`tristore_bench.compare_bench` under pyperf: every benchmark in fresh worker
 processes, calibrated loops, warm-ups. It then prints, per pair, the time ratio tristore/reference
 with a two-sided Mann-Whitney U p-value and the target from the performance issue.
 
-Method, and why (the same lessons as the PR gate's, see :mod:`tristore.harness.gate_stats`):
+Method, and why (the same lessons as the PR gate's, see :mod:`tristore_bench.gate.stats`):
 
 * **Interleaved passes.** pyperf runs all the processes of one benchmark, then the next; on a
   shared machine the load drifts between those windows, and a first run here made tristore's
@@ -51,8 +51,8 @@ from typing import Any
 import click
 import pyperf
 
-from tristore.harness.compare_bench import CASES, ENV_REDIS_URL
-from tristore.harness.gate_stats import hodges_lehmann_ratio, json_safe
+from tristore_bench.compare_bench import CASES, ENV_REDIS_URL
+from tristore_bench.gate.stats import hodges_lehmann_ratio, json_safe
 
 #: (operation, reference) -> the issue's target for time ratio tristore/reference.
 TARGETS: dict[tuple[str, str], float] = {
@@ -231,7 +231,7 @@ def run_compare(
         base_cmd = [
             sys.executable,
             "-m",
-            "tristore.harness.compare_bench",
+            "tristore_bench.compare_bench",
             "--data-dir",
             str(data_dir),
             "--append",
@@ -314,5 +314,5 @@ def command(
         sys.exit(1)
 
 
-if __name__ == "__main__":  # pragma: no cover - `python -m tristore.harness.compare`
+if __name__ == "__main__":  # pragma: no cover - `python -m tristore_bench.compare`
     command()

@@ -1,8 +1,8 @@
-"""pyperf worker script for ``tristore compare``: tristore's hot paths next to the raw drivers.
+"""pyperf worker for ``tristore-bench compare``: tristore's hot paths next to the raw drivers.
 
-Run by ``tristore compare`` as ``python -m tristore.harness.compare_bench --data-dir DIR ...``;
+Run by ``tristore-bench compare`` as ``python -m tristore_bench.compare_bench --data-dir DIR ...``;
 pyperf then re-runs this module in worker processes, one benchmark per worker. Workers do not
-inherit the environment: ``tristore compare`` passes ``--inherit-environ`` for
+inherit the environment: ``tristore-bench compare`` passes ``--inherit-environ`` for
 ``TRISTORE_REDIS_URL`` (the server every Redis case talks to) and ``PATH``.
 
 Every case is timed the same way: one event loop per worker process, made on first use, and
@@ -87,7 +87,7 @@ class Context:
     def redis_url(self) -> str:
         url = os.environ.get(ENV_REDIS_URL, "")
         if not url:
-            raise RuntimeError(f"{ENV_REDIS_URL} is not set (run through `tristore compare`)")
+            raise RuntimeError(f"{ENV_REDIS_URL} is not set (run through `tristore-bench compare`)")
         return url
 
     @property
@@ -387,7 +387,7 @@ def _forward(cmd: list[str], args: Any) -> None:
 
 def main() -> None:
     runner = pyperf.Runner(
-        program_args=("-m", "tristore.harness.compare_bench"), add_cmdline_args=_forward
+        program_args=("-m", "tristore_bench.compare_bench"), add_cmdline_args=_forward
     )
     runner.argparser.add_argument("--data-dir", required=True, help="Seeded data directory.")
     runner.argparser.add_argument(

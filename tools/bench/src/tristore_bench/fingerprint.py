@@ -1,4 +1,4 @@
-"""The environment fingerprint every asv result carries, and ``tristore machine`` that records it.
+"""The environment fingerprint every asv result carries, and ``tristore-bench machine``.
 
 asv already stores, per result, the machine facts (``arch``, ``cpu``, ``num_cpu``, ``os``,
 ``ram``) and the env's requirements (kuzu, redis-py, aiosqlite, hiredis pinned by the matrix).
@@ -7,7 +7,7 @@ Python links, the ``redis-server`` the benchmarks start, the CPU governor and th
 
 asv copies every key of a machine's entry in ``~/.asv-machine.json`` into the ``params`` of each
 result it writes on that machine (``asv.commands.run``: ``params = dict(machine.__dict__)``), so
-``tristore machine`` saves asv's detected defaults plus these keys, and ``make bench`` refreshes
+``machine`` saves asv's detected defaults plus these keys, and ``make bench`` refreshes
 them right before every ``asv run``. Two consequences, both wanted:
 
 * every result file states the environment it was measured in, and the site lists the keys in

@@ -1,4 +1,4 @@
-"""``tristore regressions [--since REF]``: the regressions asv found, from the published site.
+"""``tristore-bench regressions [--since REF]``: the regressions asv found, from the published site.
 
 ``asv publish`` runs asv's step detection over every benchmark's history (with the config's
 ``regressions_thresholds``) and writes the regressions still present at the latest commit to
@@ -26,7 +26,7 @@ from typing import Any
 
 import click
 
-from tristore.harness import HarnessError, asv_config_option, asv_paths, git, html_dir_option
+from tristore_bench.asv import HarnessError, asv_config_option, asv_paths, git, html_dir_option
 
 __all__ = ["NotPublished", "Regression", "command", "load_regressions", "newer_than"]
 
@@ -70,11 +70,13 @@ def _read(path: Path) -> Any:
         return json.loads(path.read_text(encoding="utf-8"))
     except FileNotFoundError as exc:
         raise NotPublished(
-            f"{path} not found: the site was never published. Run `tristore site` (or "
+            f"{path} not found: the site was never published. Run `tristore-bench site` (or "
             "`asv publish`) after `asv run` first."
         ) from exc
     except ValueError as exc:
-        raise HarnessError(f"{path} is not valid JSON ({exc}): re-run `tristore site`") from exc
+        raise HarnessError(
+            f"{path} is not valid JSON ({exc}): re-run `tristore-bench site`"
+        ) from exc
 
 
 def load_regressions(html_dir: Path) -> list[Regression]:
@@ -91,7 +93,7 @@ def load_regressions(html_dir: Path) -> list[Regression]:
         except KeyError as exc:
             raise HarnessError(
                 f"revision {rev} is not in {html_dir / 'index.json'}: regressions.json and "
-                "index.json come from different publishes; re-run `tristore site`"
+                "index.json come from different publishes; re-run `tristore-bench site`"
             ) from exc
 
     found: list[Regression] = []

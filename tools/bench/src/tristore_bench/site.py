@@ -1,4 +1,4 @@
-"""``tristore site``: publish the asv results as a site that works with no network.
+"""``tristore-bench site``: publish the asv results as a site that works with no network.
 
 asv 0.6.6's ``index.html`` loads jQuery, flot (+ plugins), bootstrap, blueimp-md5 and stupidtable
 from three CDNs, and redirects to ``error.html`` when one fails: offline the site is unusable. This
@@ -6,7 +6,7 @@ module
 
 1. runs ``asv publish`` (the venv's asv, cwd = the config's directory);
 2. installs the same libraries from the npm registry, pinned in ``package.json`` /
-   ``package-lock.json`` at the repository root (``npm ci``; skipped when ``node_modules`` already
+   ``package-lock.json`` in ``tools/bench`` (``npm ci``; skipped when ``node_modules`` already
    holds exactly the locked versions, so re-publishing needs neither npm nor a network);
 3. copies the files the pages use into ``<html_dir>/vendor/<package>/<path in package>`` (keeping
    the package layout so bootstrap's CSS finds ``../fonts/``) with each package's licence, and
@@ -38,7 +38,7 @@ from typing import Any
 
 import click
 
-from tristore.harness import (
+from tristore_bench.asv import (
     HarnessError,
     asv_command,
     asv_config_option,
@@ -60,6 +60,10 @@ __all__ = [
 ]
 
 VENDOR_DIR = "vendor"
+#: Where package.json pins the site's JavaScript and ``npm ci`` puts node_modules: this
+#: distribution's own folder in the checkout (tristore-bench is repository tooling, installed
+#: editable from it by ``make venv``).
+NPM_ROOT = Path(__file__).resolve().parents[2]
 
 
 @dataclass(frozen=True)
@@ -348,9 +352,9 @@ def build_site(
     html_dir: Path | None = None,
     npm_root: Path | None = None,
 ) -> SiteReport:
-    """asv publish + npm install + vendor + rewrite. ``npm_root`` defaults to the config's dir."""
+    """asv publish + npm install + vendor + rewrite. ``npm_root`` defaults to :data:`NPM_ROOT`."""
     paths = asv_paths(config)
-    root = Path(npm_root).resolve() if npm_root is not None else paths.root
+    root = Path(npm_root).resolve() if npm_root is not None else NPM_ROOT
     target = publish(paths.config, html_dir)
     report = SiteReport(html_dir=target)
     report.npm_ran = ensure_node_modules(root)

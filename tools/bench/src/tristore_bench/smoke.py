@@ -1,4 +1,4 @@
-"""``tristore bench-smoke``: run every asv benchmark once on the working tree, away from results/.
+"""``tristore-bench bench-smoke``: every asv benchmark once on the working tree, not in results/.
 
 ``asv run --dry-run`` still rewrites ``results/benchmarks.json`` and the machine's
 ``machine.json``, and ``--quick`` results must never reach ``results/`` (one sample per benchmark
@@ -24,8 +24,8 @@ from pathlib import Path
 
 import click
 
-from tristore.harness import HarnessError, asv_command, asv_config_option, asv_paths, git
-from tristore.harness.fingerprint import save_machine
+from tristore_bench.asv import HarnessError, asv_command, asv_config_option, asv_paths, git
+from tristore_bench.fingerprint import save_machine
 
 MACHINE = "smoke"
 TIMEOUT_S = 900

@@ -1,4 +1,4 @@
-"""``tristore thresholds``: per-benchmark regression thresholds derived from measured noise.
+"""``tristore-bench thresholds``: per-benchmark regression thresholds derived from measured noise.
 
 asv flags a regression when a step in a benchmark's history is both statistically detected and
 larger, as a ratio, than ``regressions_thresholds`` (default 5% for every benchmark). On a noisy
@@ -65,7 +65,7 @@ from typing import Any
 
 import click
 
-from tristore.harness import HarnessError, asv_config_option, asv_paths
+from tristore_bench.asv import HarnessError, asv_config_option, asv_paths
 
 __all__ = [
     "CAP",

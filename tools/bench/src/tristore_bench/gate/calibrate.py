@@ -1,8 +1,8 @@
 """Measured trust in the gate: A/A false verdicts, detection of an injected slowdown, noise.
 
-``tristore gate --calibrate --runs N`` runs N complete gates with the *same* source on both sides
+``tristore-bench gate --calibrate --runs N`` runs N gates with the *same* source on both sides
 (A/A). Any verdict other than "unchanged" is false. With ``--inject 20 --target sqlite_write`` the
-head side of each gate runs with the test-only slowdown switch (tristore/slowdown.py) on, and the
+head side of each gate runs with the test-only slowdown switch (tests/perf/slowdown.py) on, and the
 report gives how often the gate caught it, plus the ratio it measured (the slowdown as seen by
 the benchmark, which is what "20%" has to mean for the detection rate to mean anything).
 
@@ -35,7 +35,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from tristore.harness.gate_stats import Comparison, Policy, compare, cv, json_safe, judge, measure
+from tristore_bench.gate.stats import Comparison, Policy, compare, cv, json_safe, judge, measure
 
 RESAMPLES = 2000
 PERMUTATIONS = 200  # per run
@@ -315,7 +315,7 @@ def calibration_markdown(cal: Calibration, command: str) -> str:
     inject = bool(cal.inject)
     mode = f"{cal.inject:g}% slowdown injected into `{cal.target}` (head side)" if inject else "A/A"
     lines = [
-        f"## tristore gate calibration: {mode}",
+        f"## tristore-bench gate calibration: {mode}",
         "",
         f"`{command}`",
         "",
@@ -370,7 +370,7 @@ def calibration_markdown(cal: Calibration, command: str) -> str:
         "benchmark really saw. *CV/round*: round-to-round coefficient of variation within one "
         "side of one run, of the per-round minimum (what the gate uses) and of the per-round "
         "median (for comparison). *resampled*: 2000 synthetic gates drawn from all measured "
-        "rounds (see tristore/harness/gate_calibrate.py); *x1.20 caught*: the same with head "
+        "rounds (see tristore_bench/gate/calibrate.py); *x1.20 caught*: the same with head "
         "drawn from the base rounds times exactly 1.20. *permuted*: random base/head "
         "relabellings of each A/A run's own rounds.",
         "",

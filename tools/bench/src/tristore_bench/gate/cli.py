@@ -1,6 +1,6 @@
-"""``tristore gate``: a PR gate on pytest-benchmark fast checks that tells the truth.
+"""``tristore-bench gate``: a PR gate on pytest-benchmark fast checks that tells the truth.
 
-What it does (``tristore gate --base origin/main``):
+What it does (``tristore-bench gate --base origin/main``):
 
 1. extracts the base revision's ``src/`` (``git archive``) into a temporary directory; the head
    side is the working tree's ``src/`` (or ``--head REF``, extracted the same way);
@@ -10,7 +10,7 @@ What it does (``tristore gate --base origin/main``):
 3. reduces each round to one number per benchmark (its fastest sample per operation), compares
    the rounds of the two sides with a one-sided Mann-Whitney U test and a Hodges-Lehmann ratio,
    and calls a **regression** only when ratio >= 1.10 *and* p < 0.01 after Holm's adjustment
-   over the benchmarks (why these choices: see :mod:`tristore.harness.gate_stats`);
+   over the benchmarks (why these choices: see :mod:`tristore_bench.gate.stats`);
 4. writes a Markdown report (table + ``pytest-benchmark compare`` of the pooled samples) and
    exits **1** on a regression, **0** otherwise, **2** when it cannot judge (a failing perf
    test, a bad ref, a timeout).
@@ -18,7 +18,7 @@ What it does (``tristore gate --base origin/main``):
 The defaults (12 rounds per side, ~6 s per round) finish in about 2.5 min on two quiet cores;
 a budget (default 270 s) stops adding rounds early, never below 6 per side, so the gate stays
 under five minutes on a loaded machine too. ``--calibrate`` measures the gate itself (see
-:mod:`tristore.harness.gate_calibrate`).
+:mod:`tristore_bench.gate.calibrate`).
 """
 
 from __future__ import annotations
@@ -36,9 +36,9 @@ from pathlib import Path
 
 import click
 
-from tristore.harness.gate_calibrate import Calibration, calibration_markdown, run_calibration
-from tristore.harness.gate_report import GateSummary, gate_markdown
-from tristore.harness.gate_run import (
+from tristore_bench.gate.calibrate import Calibration, calibration_markdown, run_calibration
+from tristore_bench.gate.report import GateSummary, gate_markdown
+from tristore_bench.gate.run import (
     GateError,
     Rounds,
     Side,
@@ -48,15 +48,15 @@ from tristore.harness.gate_run import (
     pytest_benchmark_compare,
     repo_root,
     run_interleaved,
+    slowdown_targets,
 )
-from tristore.harness.gate_stats import Comparison, Policy, json_safe, judge, measure
-from tristore.slowdown import TARGETS
+from tristore_bench.gate.stats import Comparison, Policy, json_safe, judge, measure
 
 EXIT_OK, EXIT_REGRESSION, EXIT_ERROR = 0, 1, 2
 
 
 def comparisons(rounds: Rounds, policy: Policy) -> list[Comparison]:
-    """Every benchmark of one gate run, judged together (one family: see gate_stats.judge)."""
+    """Every benchmark of one gate run, judged together (one family: see stats.judge)."""
     measured = [
         measure(
             name,
@@ -100,7 +100,7 @@ def _command_line() -> str:
     args = sys.argv[1:]
     if "gate" in args:
         args = args[args.index("gate") + 1 :]
-    return shlex.join(["tristore", "gate", *args])
+    return shlex.join(["tristore-bench", "gate", *args])
 
 
 def _echo(message: str) -> None:
@@ -155,7 +155,7 @@ def _echo(message: str) -> None:
     default=0.0,
     help="Test only: slow head's --target by this percent (TRISTORE_SLOWDOWN).",
 )
-@click.option("--target", type=click.Choice(TARGETS), help="Hot path for --inject.")
+@click.option("--target", help="Hot path for --inject: one of TARGETS in tests/perf/slowdown.py.")
 def command(
     base_ref: str | None,
     head_ref: str | None,
@@ -195,6 +195,10 @@ def command(
         tests = root / "tests" / "perf"
         if not tests.is_dir():
             raise GateError(f"{tests} not found: run the gate from a tristore checkout")
+        if target is not None and target not in (known := slowdown_targets(tests)):
+            raise click.BadParameter(
+                f"{target!r}: expected one of {', '.join(known)}", param_hint="--target"
+            )
         with contextlib.ExitStack() as stack:
             workdir = keep or Path(stack.enter_context(tempfile.TemporaryDirectory()))
             workdir.mkdir(parents=True, exist_ok=True)
@@ -205,7 +209,7 @@ def command(
             else:
                 code = _gate(opts, root, tests, workdir)
     except GateError as exc:
-        _echo(f"tristore gate: error: {exc}")
+        _echo(f"tristore-bench gate: error: {exc}")
         if report_path is not None:
             report_path.write_text(f"## tristore perf gate: ⚠️ could not judge\n\n```\n{exc}\n```\n")
         sys.exit(EXIT_ERROR)
@@ -329,7 +333,3 @@ def _calibrate(opts: Options, root: Path, tests: Path, workdir: Path) -> int:
         cal.write(opts.json_path)
     click.echo(markdown)
     return EXIT_OK if cal.summary()["meets_targets"] else EXIT_REGRESSION
-
-
-if __name__ == "__main__":  # pragma: no cover - `python -m tristore.harness.gate`
-    command()

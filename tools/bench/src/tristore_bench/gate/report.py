@@ -6,7 +6,7 @@ import math
 from collections.abc import Sequence
 from dataclasses import dataclass
 
-from tristore.harness.gate_stats import Comparison, Policy, cv
+from tristore_bench.gate.stats import Comparison, Policy, cv
 
 MARKER = "<!-- tristore-perf-gate -->"  # lets the workflow update its own comment in place
 
@@ -126,7 +126,7 @@ def gate_markdown(s: GateSummary) -> str:
             "",
             ", ".join(cvs),
             "",
-            "Calibrated false-verdict and detection rates: `tristore gate --calibrate`.",
+            "Calibrated false-verdict and detection rates: `tristore-bench gate --calibrate`.",
             "",
             "</details>",
         ]

@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import contextlib
 import copy
+import importlib.util
 import json
 import os
 import shutil
@@ -25,8 +26,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from tristore.harness import HarnessError, git
-from tristore.harness.gate_stats import round_statistic
+from tristore_bench.asv import BenchError, HarnessError, git
+from tristore_bench.gate.stats import round_statistic
 
 ENV_SLOWDOWN = ("TRISTORE_SLOWDOWN", "TRISTORE_SLOWDOWN_TARGET")
 # pytest exits 5 when every test was deselected or none collected: not an error for a side
@@ -34,7 +35,7 @@ ENV_SLOWDOWN = ("TRISTORE_SLOWDOWN", "TRISTORE_SLOWDOWN_TARGET")
 _PYTEST_OK = (0, 5)
 
 
-class GateError(Exception):
+class GateError(BenchError):
     """The gate could not produce a trustworthy answer (exit code 2)."""
 
 
@@ -64,6 +65,24 @@ class RoundResult:
 def repo_root(start: Path | None = None) -> Path:
     out = _git(["rev-parse", "--show-toplevel"], cwd=start or Path.cwd())
     return Path(out.strip())
+
+
+def slowdown_targets(tests: Path) -> tuple[str, ...]:
+    """The hot paths the perf suite's test-only slowdown can slow (``tests/perf/slowdown.py``).
+
+    Read from the checkout being gated, which owns the injector, rather than copied here.
+    """
+    path = tests / "slowdown.py"
+    spec = importlib.util.spec_from_file_location("_tristore_perf_slowdown", path)
+    if spec is None or spec.loader is None or not path.is_file():
+        raise GateError(f"{path} not found: this checkout has no test-only slowdown")
+    module = importlib.util.module_from_spec(spec)
+    sys.modules[spec.name] = module  # dataclasses look their module up while it executes
+    try:
+        spec.loader.exec_module(module)
+    finally:
+        del sys.modules[spec.name]
+    return tuple(module.TARGETS)
 
 
 def _git(args: Sequence[str], cwd: Path) -> str:
@@ -299,7 +318,7 @@ def merge_json(results: Sequence[RoundResult], target: Path) -> Path | None:
     """All rounds of one side in one pytest-benchmark JSON file (data pooled, stats redone).
 
     ``pytest-benchmark compare`` then shows the pooled distribution of each side, per
-    operation; the verdict itself does not use this pooling (see gate_stats).
+    operation; the verdict itself does not use this pooling (see tristore_bench.gate.stats).
     """
     from pytest_benchmark.stats import Stats
 

@@ -1,6 +1,6 @@
 """The PR gate's statistics: from per-round timings of base and head to a verdict.
 
-Design (measured and argued in the module docstring of :mod:`tristore.harness.gate`):
+Design (measured and argued in the module docstring of :mod:`tristore_bench.gate`):
 
 * The unit of evidence is a **round**: one pytest process of one side. Samples *within* a process
   share its memory layout, its warm caches and whatever else the machine was doing during those

@@ -1,0 +1,58 @@
+"""Repeat every instruction count and report the spread; once more with a busy core.
+
+Run from the repository root:
+    PYTHONPATH=tools/bench/src .venv/bin/python tools/bench/measurements/stability.py [REPEATS]
+Counts run one at a time (each is two valgrind processes), so at most two run at once.
+"""
+
+from __future__ import annotations
+
+import multiprocessing
+import shlex
+import sys
+import time
+
+from tristore_bench import instructions
+from tristore_bench.workloads import WORKLOADS
+
+
+def _busy(stop_at: float) -> None:
+    while time.time() < stop_at:  # a pure-Python busy loop: one core fully loaded
+        pass
+
+
+def main() -> None:
+    repeats = int(sys.argv[1]) if len(sys.argv) > 1 else 3
+    names = [name for name in WORKLOADS if name != "noop"]
+    print("command:", shlex.join(["PYTHONPATH=tools/bench/src", sys.executable, *sys.argv]))
+    print("valgrind", instructions.valgrind_version(), flush=True)
+    for name in names:
+        counts = []
+        for i in range(repeats):
+            result = instructions.measure(name)
+            counts.append(result.per_op)
+            print(
+                f"{name} run {i + 1}: n={result.n} per_op={result.per_op:.1f} "
+                f"I(n)={result.small.instructions} I(2n)={result.large.instructions} "
+                f"wall={result.small.seconds:.1f}s/{result.large.seconds:.1f}s",
+                flush=True,
+            )
+        spread = (max(counts) - min(counts)) / min(counts) * 100
+        print(f"{name} spread over {repeats} runs: {spread:.3f}% (max-min)/min", flush=True)
+        busy = multiprocessing.Process(target=_busy, args=(time.time() + 900,))
+        busy.start()
+        try:
+            loaded = instructions.measure(name)
+        finally:
+            busy.terminate()
+            busy.join()
+        vs = (loaded.per_op - counts[0]) / counts[0] * 100
+        print(
+            f"{name} loaded (a busy loop on another process): per_op={loaded.per_op:.1f} "
+            f"({vs:+.3f}% vs run 1) wall={loaded.small.seconds:.1f}s/{loaded.large.seconds:.1f}s",
+            flush=True,
+        )
+
+
+if __name__ == "__main__":
+    main()
