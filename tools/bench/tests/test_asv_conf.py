@@ -222,13 +222,13 @@ def test_committed_history_is_long_enough() -> None:
 def test_committed_results_are_real_runs_with_the_environment_fingerprint() -> None:
     # `asv run --python=same` writes "existing-..." envs and `--quick` one sample per benchmark:
     # neither may stand in results/. Every result must say what it was measured on.
-    from tristore_bench.fingerprint import FINGERPRINT_KEYS
+    from tristore_bench.fingerprint import CORE_KEYS
 
     for result in _committed_results():
         commit = result["commit_hash"][:8]
         assert result["env_name"].startswith("virtualenv-"), (commit, result["env_name"])
         params = result["params"]
-        missing = [k for k in FINGERPRINT_KEYS if not params.get(k)]
+        missing = [k for k in CORE_KEYS if not params.get(k)]
         assert not missing, f"{commit}: no {missing} in params; measure with `make bench`"
         for req in ("kuzu", "redis", "aiosqlite"):
             assert params.get(req), (commit, req)

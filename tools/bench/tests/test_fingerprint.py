@@ -40,6 +40,20 @@ def test_collect_names_the_system_side() -> None:
     assert fp["sqlite"] == sqlite3.sqlite_version
     assert fp["redis_server"].count(".") == 2, fp  # e.g. 7.0.15, from the binary we start
     assert all(isinstance(v, str) and v for v in fp.values())
+    assert fp["valgrind"] == fingerprint.UNAVAILABLE or fp["valgrind"][0].isdigit(), fp
+    assert len(fp["host"]) == 12 and int(fp["host"], 16) >= 0
+
+
+def test_host_id_is_stable_and_differs_by_host_name(monkeypatch: pytest.MonkeyPatch) -> None:
+    here = fingerprint.host_id()
+    assert fingerprint.host_id() == here
+    monkeypatch.setattr(fingerprint.platform, "node", lambda: "another-vm")
+    assert fingerprint.host_id() != here
+
+
+def test_missing_valgrind_is_recorded_not_raised(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("PATH", "/nonexistent")
+    assert fingerprint.valgrind_version() == fingerprint.UNAVAILABLE
 
 
 def test_missing_redis_binary_is_recorded_not_raised(monkeypatch: pytest.MonkeyPatch) -> None:

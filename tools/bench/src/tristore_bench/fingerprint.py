@@ -3,7 +3,15 @@
 asv already stores, per result, the machine facts (``arch``, ``cpu``, ``num_cpu``, ``os``,
 ``ram``) and the env's requirements (kuzu, redis-py, aiosqlite, hiredis pinned by the matrix).
 What moves a measurement here and is missing from those is the system side: the SQLite library
-Python links, the ``redis-server`` the benchmarks start, the CPU governor and the exact Python.
+Python links, the ``redis-server`` the benchmarks start, the CPU governor, the exact Python, the
+valgrind that counts instructions, and which host this is.
+
+``host`` is a short hash of ``/etc/machine-id``, the host name and the CPU model: two VMs that
+asv would both call ``tristore-2core`` still differ in it, so moving the history to a new VM or
+measuring on a CI runner starts new series instead of reading as a regression. Wall-time series
+need that. Instruction counts do not depend on the host's speed or load (see
+``tools/bench/measurements``), but they share the split: a lost comparison is cheaper than a
+false alarm.
 
 asv copies every key of a machine's entry in ``~/.asv-machine.json`` into the ``params`` of each
 result it writes on that machine (``asv.commands.run``: ``params = dict(machine.__dict__)``), so
@@ -23,9 +31,11 @@ interpreter (same ``libsqlite3``), and the benchmarks find ``redis-server`` with
 from __future__ import annotations
 
 import glob
+import hashlib
 import json
 import platform
 import sqlite3
+import subprocess
 from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
@@ -37,7 +47,17 @@ from tristore.services import binary_version, find_redis_binary
 
 # Keys added to the asv machine entry. Names avoid asv's own (machine fields, "python",
 # requirement names), which the fingerprint must never shadow.
-FINGERPRINT_KEYS: tuple[str, ...] = ("sqlite", "redis_server", "cpu_governor", "python_version")
+FINGERPRINT_KEYS: tuple[str, ...] = (
+    "sqlite",
+    "redis_server",
+    "cpu_governor",
+    "python_version",
+    "valgrind",
+    "host",
+)
+#: The keys every committed result has carried since the fingerprint began (valgrind and host
+#: came later; the results measured before them stay as they were measured).
+CORE_KEYS: tuple[str, ...] = FINGERPRINT_KEYS[:4]
 UNAVAILABLE = "unavailable"
 GOVERNOR_GLOB = "/sys/devices/system/cpu/cpu[0-9]*/cpufreq/scaling_governor"
 
@@ -64,6 +84,30 @@ def redis_server_version() -> str:
         return UNAVAILABLE
 
 
+def valgrind_version() -> str:
+    """``valgrind --version`` without the ``valgrind-`` prefix, or ``unavailable``."""
+    try:
+        done = subprocess.run(
+            ["valgrind", "--version"], capture_output=True, text=True, timeout=30, check=False
+        )
+    except (OSError, subprocess.TimeoutExpired):
+        return UNAVAILABLE
+    version = done.stdout.strip().removeprefix("valgrind-")
+    return version if done.returncode == 0 and version else UNAVAILABLE
+
+
+def host_id() -> str:
+    """12 hex digits that tell hosts apart and reveal nothing about them."""
+    parts = [platform.node()]
+    for path, prefix in (("/etc/machine-id", ""), ("/proc/cpuinfo", "model name")):
+        try:
+            lines = Path(path).read_text().splitlines()
+        except OSError:
+            continue
+        parts += [line for line in lines if line.startswith(prefix)][:1]
+    return hashlib.sha256("\0".join(parts).encode()).hexdigest()[:12]
+
+
 def collect() -> dict[str, str]:
     """The fingerprint of this process's environment, every value a string (asv params are)."""
     return {
@@ -71,6 +115,8 @@ def collect() -> dict[str, str]:
         "redis_server": redis_server_version(),
         "cpu_governor": cpu_governor(),
         "python_version": platform.python_version(),
+        "valgrind": valgrind_version(),
+        "host": host_id(),
     }
 
 
