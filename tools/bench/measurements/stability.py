@@ -2,15 +2,20 @@
 
 Run from the repository root:
     PYTHONPATH=tools/bench/src .venv/bin/python tools/bench/measurements/stability.py [REPEATS]
-Counts run one at a time (each is two valgrind processes), so at most two run at once.
+Counts run one at a time (each is two valgrind processes), so at most two run at once. The
+library is a snapshot of HEAD's ``src`` (``git archive``): the working tree may change while the
+runs go on, and a change in the code would read as instability.
 """
 
 from __future__ import annotations
 
 import multiprocessing
 import shlex
+import subprocess
 import sys
+import tempfile
 import time
+from pathlib import Path
 
 from tristore_bench import instructions
 from tristore_bench.workloads import WORKLOADS
@@ -26,10 +31,18 @@ def main() -> None:
     names = [name for name in WORKLOADS if name != "noop"]
     print("command:", shlex.join(["PYTHONPATH=tools/bench/src", sys.executable, *sys.argv]))
     print("valgrind", instructions.valgrind_version(), flush=True)
+    commit = subprocess.run(
+        ["git", "rev-parse", "HEAD"], capture_output=True, text=True, check=True
+    ).stdout.strip()
+    pinned = Path(tempfile.mkdtemp(prefix="tsb-lib-"))
+    archive = subprocess.run(["git", "archive", commit, "src"], capture_output=True, check=True)
+    subprocess.run(["tar", "-x", "-C", str(pinned)], input=archive.stdout, check=True)
+    library = pinned / "src"
+    print(f"library: tristore from commit {commit} (a snapshot in {library})", flush=True)
     for name in names:
         counts = []
         for i in range(repeats):
-            result = instructions.measure(name)
+            result = instructions.measure(name, library=library)
             counts.append(result.per_op)
             print(
                 f"{name} run {i + 1}: n={result.n} per_op={result.per_op:.1f} "
@@ -42,7 +55,7 @@ def main() -> None:
         busy = multiprocessing.Process(target=_busy, args=(time.time() + 900,))
         busy.start()
         try:
-            loaded = instructions.measure(name)
+            loaded = instructions.measure(name, library=library)
         finally:
             busy.terminate()
             busy.join()

@@ -56,17 +56,20 @@ fn=(80)
 
 fn=(81) _PyEval_EvalFrameDefault
 * 1000
+
+fn=(82) _PyEval_EvalFrameDefault'2
+0 30
 +1 50
 cfn=(80)
 calls=1 739
 0 44
 
-totals: 1120
+totals: 1150
 """
 
 
 def test_totals_prefer_totals_over_a_zero_summary() -> None:
-    assert instructions.parse_totals(RECORDED) == 1120
+    assert instructions.parse_totals(RECORDED) == 1150
     assert instructions.parse_totals("events: Ir\nsummary: 77\n") == 77
     with pytest.raises(ValueError, match="totals"):
         instructions.parse_totals("events: Ir\n0 5\n")
@@ -77,7 +80,7 @@ def test_functions_are_self_cost_with_names_resolved() -> None:
     assert functions == {
         "0x00000000049367a8 (???)": 2,
         "PyObject_Free (libpython3.11.so.1.0)": 68,
-        "_PyEval_EvalFrameDefault (libpython3.11.so.1.0)": 1050,
+        "_PyEval_EvalFrameDefault (libpython3.11.so.1.0)": 1080,  # both recursion levels
     }
     # Self costs add up to the total only if the callees' inclusive costs are left out.
     assert sum(functions.values()) == instructions.parse_totals(RECORDED)
@@ -87,7 +90,7 @@ def test_top_functions_and_deltas(tmp_path: Path) -> None:
     out = tmp_path / "callgrind.out"
     out.write_text(RECORDED)
     assert instructions.top_functions(out, 1) == [
-        ("_PyEval_EvalFrameDefault (libpython3.11.so.1.0)", 1050)
+        ("_PyEval_EvalFrameDefault (libpython3.11.so.1.0)", 1080)
     ]
     deltas = instructions.function_deltas({"a": 10, "b": 5}, {"a": 30, "b": 5, "c": 4}, 2)
     assert deltas == [("a", 10.0), ("c", 2.0), ("b", 0.0)]

@@ -113,6 +113,7 @@ def _is_elf(path: str) -> bool:
 
 _TOTALS = re.compile(r"^(totals|summary):\s*(\d+)", re.MULTILINE)
 _NAME = re.compile(r"^\((\d+)\)(?:\s(.*))?$")
+_RECURSION = re.compile(r"'\d+$")
 
 
 def parse_totals(text: str) -> int:
@@ -153,7 +154,9 @@ def parse_functions(text: str) -> dict[str, int]:
                 continue
             parts = line.split()
             if len(parts) > 1 and current_fn:
-                key = f"{current_fn} ({current_ob})" if current_ob else current_fn
+                # callgrind names recursion levels f'2, f'3 (--separate-recs): one function.
+                base = _RECURSION.sub("", current_fn)
+                key = f"{base} ({current_ob})" if current_ob else base
                 costs[key] = costs.get(key, 0) + int(parts[1])
             continue
         key, sep, value = line.partition("=")
@@ -225,11 +228,15 @@ class Count:
         return function_deltas(self.small.functions, self.large.functions, self.n, k)
 
 
-def child_environment(run_dir: Path, extra: Mapping[str, str] | None = None) -> dict[str, str]:
+def child_environment(
+    run_dir: Path, extra: Mapping[str, str] | None = None, library: Path | None = None
+) -> dict[str, str]:
     """The whole environment of a measured child: nothing inherited that varies by user or shell.
 
     Variables change the count (``os.environ`` is built from them at start-up, ``TMPDIR`` goes
-    into paths); only what selects *which* software runs passes through.
+    into paths); only what selects *which* software runs passes through. ``library``: a ``src``
+    directory whose ``tristore`` is imported instead of the installed one (a pinned snapshot,
+    another commit's tree).
     """
     tmp = run_dir / "tmp"
     home = run_dir / "home"
@@ -246,13 +253,17 @@ def child_environment(run_dir: Path, extra: Mapping[str, str] | None = None) -> 
         # their start-ups (and the run) would differ.
         "PYTHONDONTWRITEBYTECODE": "1",
         "PYTHONNOUSERSITE": "1",
-        "PYTHONPATH": str(SRC_DIR),
+        "PYTHONPATH": _pythonpath(library),
     }
     # Which redis-server the coordinated workloads start: it runs outside valgrind, uncounted.
     if os.environ.get("TRISTORE_REDIS_BINARY"):
         env["TRISTORE_REDIS_BINARY"] = os.environ["TRISTORE_REDIS_BINARY"]
     env.update(extra or {})
     return env
+
+
+def _pythonpath(library: Path | None) -> str:
+    return os.pathsep.join([*([str(library)] if library else []), str(SRC_DIR)])
 
 
 def command(outfile: Path, workload: str, n: int) -> list[str]:
@@ -271,13 +282,19 @@ def command(outfile: Path, workload: str, n: int) -> list[str]:
     ]
 
 
-def run_once(workload: str, n: int, run_dir: Path, fixture: Path | None = None) -> Run:
+def run_once(
+    workload: str,
+    n: int,
+    run_dir: Path,
+    fixture: Path | None = None,
+    library: Path | None = None,
+) -> Run:
     """Count ``n`` operations of ``workload`` in one valgrind process rooted in ``run_dir``."""
     import time
 
     outfile = run_dir / "callgrind.out"
     extra = {"TRISTORE_BENCH_FIXTURE": str(fixture)} if fixture else {}
-    env = child_environment(run_dir, extra)
+    env = child_environment(run_dir, extra, library)
     started = time.perf_counter()
     done = subprocess.run(
         command(outfile, workload, n),
@@ -308,10 +325,13 @@ def _run_dir(root: Path, label: str) -> Path:
     return path
 
 
-def measure(workload: str, n: int | None = None, *, keep: Path | None = None) -> Count:
+def measure(
+    workload: str, n: int | None = None, *, keep: Path | None = None, library: Path | None = None
+) -> Count:
     """Count ``workload`` at ``n`` and ``2n`` operations (in parallel) and take the difference.
 
     ``keep``: copy both callgrind output files there (``<workload>-<n>.callgrind``).
+    ``library``: import tristore from this ``src`` directory instead of the installed one.
     """
     from tristore_bench.workloads import WORKLOADS
 
@@ -329,7 +349,7 @@ def measure(workload: str, n: int | None = None, *, keep: Path | None = None) ->
             fixture = root / "fixture"
             done = subprocess.run(
                 [python_binary(), "-m", "tristore_bench.workloads", "prepare", workload, fixture],
-                env={**os.environ, "PYTHONPATH": str(SRC_DIR)},
+                env={**os.environ, "PYTHONPATH": _pythonpath(library)},
                 capture_output=True,
                 text=True,
                 timeout=600,
@@ -339,8 +359,8 @@ def measure(workload: str, n: int | None = None, *, keep: Path | None = None) ->
                 raise RuntimeError(f"preparing {workload} failed:\n{done.stderr[-3000:]}")
         dirs = (_run_dir(root, "a"), _run_dir(root, "b"))
         with ThreadPoolExecutor(max_workers=2) as pool:
-            small_f = pool.submit(run_once, workload, n, dirs[0], fixture)
-            large_f = pool.submit(run_once, workload, 2 * n, dirs[1], fixture)
+            small_f = pool.submit(run_once, workload, n, dirs[0], fixture, library)
+            large_f = pool.submit(run_once, workload, 2 * n, dirs[1], fixture, library)
             small, large = small_f.result(), large_f.result()
         if keep is not None:
             keep.mkdir(parents=True, exist_ok=True)
