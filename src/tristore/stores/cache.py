@@ -203,6 +203,7 @@ class CacheStore:
             return await conn.execute_command(*command)
 
     async def get(self, key: str) -> Any:
+        self._check((key,))
         async with self.client() as conn:
             return await conn.get(key)
 
@@ -212,6 +213,7 @@ class CacheStore:
             return bool(await conn.set(key, value, px=int(ex * 1000) if ex else None))
 
     async def delete(self, *keys: str) -> int:
+        self._check(keys)
         async with self.client() as conn:
             return int(await conn.delete(*keys))
 
