@@ -134,7 +134,7 @@ class RedisSettings:
     max_value_bytes: int = 8 * MiB
 
     def __post_init__(self) -> None:
-        _check_redis_url(self.url)
+        _check_redis_url(self.url, cluster=self.cluster)
         _within("redis.pool_max", self.pool_max, 1, REDIS_MAX_CLIENTS)
         _within("redis.pool_min", self.pool_min, 0, self.pool_max, "up to redis.pool_max")
         _within("redis.pipeline_size", self.pipeline_size, 1, MAX_PIPELINE)
@@ -255,7 +255,7 @@ def _within(key: str, value: float, low: float, high: float, note: str = "") -> 
         raise ConfigError(f"{key}: expected {kind} in [{low}, {high}]{detail}, got {value!r}")
 
 
-def _check_redis_url(url: str) -> None:
+def _check_redis_url(url: str, *, cluster: bool) -> None:
     """Refuse what redis-py would silently reinterpret (``/abc`` as db 0) or fail on late."""
     if not url:
         return
@@ -265,6 +265,7 @@ def _check_redis_url(url: str) -> None:
         raise ConfigError(f"redis.url: expected redis://, rediss:// or unix://, got {shown!r}")
     if parts.scheme == "unix":
         _require(bool(parts.path), "redis.url", f"a socket path after unix://, got {shown!r}")
+        _require(not cluster, "redis.url", "a redis:// URL in cluster mode (nodes talk TCP)")
         return
     try:
         parts.port  # noqa: B018 - raises ValueError on a port that is not a number in range

@@ -64,9 +64,12 @@ class _RedisConnector:
         common: dict[str, Any] = {
             "socket_timeout": r.socket_timeout_s,
             "socket_connect_timeout": r.connect_timeout_s,
-            "socket_keepalive": r.socket_keepalive,
             "retry": self._retry(),
         }
+        # TCP keepalive has no meaning on a unix socket, and redis-py's unix connection class
+        # refuses the keyword (every unix:// URL failed with "unexpected keyword argument").
+        if not self.cache.unix_socket:
+            common["socket_keepalive"] = r.socket_keepalive
         if self.cache.cluster:
             parts = urlsplit(url)
             client: Any = RedisCluster(
@@ -134,12 +137,16 @@ class CacheStore:
         return self._url
 
     @property
+    def unix_socket(self) -> bool:
+        return urlsplit(self._url).scheme == "unix"
+
+    @property
     def where(self) -> str:
-        """host:port without credentials, for messages."""
+        """host:port, or the socket's path, without credentials, for messages."""
         if not self._url:
             return ""
         parts = urlsplit(self._url)
-        return f"{parts.hostname}:{parts.port}"
+        return parts.path if self.unix_socket else f"{parts.hostname}:{parts.port}"
 
     def translate(self, exc: BaseException) -> Exception:
         return translate(exc, self.where, self._url)
