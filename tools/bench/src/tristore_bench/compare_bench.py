@@ -45,8 +45,6 @@ from pathlib import Path
 from time import perf_counter
 from typing import Any
 
-import pyperf
-
 ENV_REDIS_URL = "TRISTORE_REDIS_URL"
 INSERT = "INSERT INTO perf (v) VALUES (?)"
 SCHEMA = "CREATE TABLE IF NOT EXISTS perf (id INTEGER PRIMARY KEY, v TEXT NOT NULL)"
@@ -348,7 +346,7 @@ def _prepared(case: Case, data_dir: Path) -> tuple[Context, Any]:
 
 
 def time_case(loops: int, case: Case, data_dir: Path) -> float:
-    """pyperf's time function: seconds for ``loops`` operations."""
+    """Seconds for ``loops`` operations: pyperf's time function, and the asv ratios' timer."""
     ctx, op = _prepared(case, data_dir)
     if case.sync:
         start = perf_counter()
@@ -365,7 +363,8 @@ def time_case(loops: int, case: Case, data_dir: Path) -> float:
     return ctx.loop.run_until_complete(timed())
 
 
-def _close_all() -> None:
+def close_all() -> None:
+    """Close every case's stores and loop (made on first use by :func:`time_case`)."""
     for ctx, _ in _state.values():
         for closer in reversed(ctx.closers):
             try:
@@ -386,6 +385,9 @@ def _forward(cmd: list[str], args: Any) -> None:
 
 
 def main() -> None:
+    # Here, not at module level: benchmarks/ratios.py reuses the cases in asv envs without pyperf.
+    import pyperf
+
     runner = pyperf.Runner(
         program_args=("-m", "tristore_bench.compare_bench"), add_cmdline_args=_forward
     )
@@ -414,7 +416,7 @@ def main() -> None:
                 metadata={"tristore_op": case.op, "tristore_impl": case.impl},
             )
     finally:
-        _close_all()
+        close_all()
 
 
 if __name__ == "__main__":
