@@ -21,14 +21,14 @@ class StoreReport:
     open_ms: float = 0.0
 
 
-async def _probe(name: str, store: Any, settings: Settings) -> StoreReport:
-    report = await _open_and_check(name, store)
+async def _probe(name: str, store: Any, settings: Settings, full_check: bool) -> StoreReport:
+    report = await _open_and_check(name, store, full_check)
     # Whatever a driver put in a message, the Redis URL's secrets never reach the report.
     report.error = redact_text(report.error, settings.redis.url)
     return report
 
 
-async def _open_and_check(name: str, store: Any) -> StoreReport:
+async def _open_and_check(name: str, store: Any, full_check: bool) -> StoreReport:
     started = time.perf_counter()
     try:
         await store.open()
@@ -41,6 +41,12 @@ async def _open_and_check(name: str, store: Any) -> StoreReport:
         settings = await store.effective_settings()
         if not _healthy(health):
             return StoreReport(name, ok=False, version=version, error=f"health check: {health}")
+        if isinstance(store, SQLiteStore):
+            findings = await store.integrity(full=full_check)
+            if findings:
+                pragma = "integrity_check" if full_check else "quick_check"
+                error = f"PRAGMA {pragma}: {len(findings)} problem(s), first: {findings[0]}"
+                return StoreReport(name, ok=False, version=version, error=error)
         return StoreReport(name, True, version=version, settings=settings, open_ms=opened)
     except (TristoreError, OSError) as exc:
         return StoreReport(name, ok=False, error=_one_line(exc))
@@ -58,10 +64,14 @@ def _one_line(exc: BaseException) -> str:
     return " ".join(str(exc).split()) or type(exc).__name__
 
 
-async def diagnose(settings: Settings) -> list[StoreReport]:
-    """Each store on its own, so that one failure does not hide the state of the others."""
+async def diagnose(settings: Settings, *, full_check: bool = False) -> list[StoreReport]:
+    """Each store on its own, so that one failure does not hide the state of the others.
+
+    SQLite's pages are checked with ``PRAGMA quick_check``; ``full_check`` runs
+    ``integrity_check`` instead (slower: it also compares every index with its table).
+    """
     return [
-        await _probe("sqlite", SQLiteStore(settings), settings),
-        await _probe("graph", GraphStore(settings), settings),
-        await _probe("redis", CacheStore(settings), settings),
+        await _probe("sqlite", SQLiteStore(settings), settings, full_check),
+        await _probe("graph", GraphStore(settings), settings, full_check),
+        await _probe("redis", CacheStore(settings), settings, full_check),
     ]

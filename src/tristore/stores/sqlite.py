@@ -113,9 +113,7 @@ def translate(exc: BaseException, *, reader: bool = False) -> Exception:
         return QueryError(STORE, f"a parameter is outside SQLite's 64-bit INTEGER range: {msg}")
     if isinstance(exc, sqlite3.ProgrammingError | sqlite3.InterfaceError):
         return QueryError(STORE, f"bad statement or parameter: {msg}")
-    if isinstance(exc, sqlite3.DatabaseError) and (
-        "not a database" in msg or "malformed" in msg or "corrupt" in msg
-    ):
+    if _is_corrupt(exc):
         return StoreUnavailable(
             STORE, f"database file is corrupt ({msg}): restore it from a backup or remove it"
         )
@@ -123,6 +121,14 @@ def translate(exc: BaseException, *, reader: bool = False) -> Exception:
         "unable to open" in msg or "readonly" in msg or "disk I/O" in msg
     ):
         return StoreUnavailable(STORE, f"cannot use the database file: {msg}")
+    if getattr(exc, "sqlite_errorcode", 0) & 0xFF == sqlite3.SQLITE_BUSY:
+        # Another connection (usually another process) held the lock past busy_timeout: the
+        # statement is fine, the store is not available to it; retrying later can succeed.
+        return StoreUnavailable(
+            STORE,
+            f"{msg}: another process holds the database's write lock for longer than "
+            "sqlite.busy_timeout_ms; stop it, or raise the timeout",
+        )
     if isinstance(exc, sqlite3.Error):
         return QueryError(STORE, msg)
     return exc if isinstance(exc, Exception) else QueryError(STORE, msg)
@@ -131,6 +137,13 @@ def translate(exc: BaseException, *, reader: bool = False) -> Exception:
 # sqlite3 raises a bare OverflowError for an int outside SQLite's 64-bit INTEGER.
 DRIVER_ERRORS = (sqlite3.Error, OverflowError)
 SQLITE_INTEGER = range(-(2**63), 2**63)
+
+
+def _is_corrupt(exc: BaseException) -> bool:
+    msg = str(exc)
+    return isinstance(exc, sqlite3.DatabaseError) and (
+        "not a database" in msg or "malformed" in msg or "corrupt" in msg
+    )
 
 
 def check_params(params: Params | None, limit: int) -> None:
@@ -326,6 +339,25 @@ class SQLiteStore:
             raise QueryError(STORE, f"unknown checkpoint mode {mode!r}")
         async with self.writer.acquire() as conn:
             return await conn.run(lambda c: c.execute(f"PRAGMA wal_checkpoint({mode})").fetchone())
+
+    async def integrity(self, *, full: bool = False) -> list[str]:
+        """SQLite's page check: ``[]`` when healthy, else its findings, one per line.
+
+        ``quick_check`` reads every page (a corrupt page is found even if no query touches it);
+        ``full`` runs ``integrity_check``, which also compares every index with its table.
+        """
+        pragma = "integrity_check" if full else "quick_check"
+        async with self.readers.acquire() as conn:
+            try:
+                rows = await conn.run(lambda c: c.execute(f"PRAGMA {pragma}").fetchall())
+            except DRIVER_ERRORS as exc:
+                if _is_corrupt(exc):  # the check itself stopped on a bad page: that is its finding
+                    return [str(exc)]
+                raise translate(exc, reader=True) from exc
+        lines = [line for (text,) in rows for line in str(text).splitlines()]
+        # "*** in database main ***" heads the findings of each attached database.
+        findings = [line for line in lines if not line.startswith("*** in database")]
+        return [] if findings == ["ok"] else findings
 
     async def version(self) -> str:
         return sqlite3.sqlite_version
