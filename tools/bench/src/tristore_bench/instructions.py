@@ -30,6 +30,7 @@ import shutil
 import subprocess
 import sys
 import tempfile
+import time
 from collections.abc import Iterable, Mapping
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
@@ -288,18 +289,17 @@ def run_once(
     run_dir: Path,
     fixture: Path | None = None,
     library: Path | None = None,
+    env: Mapping[str, str] | None = None,
 ) -> Run:
     """Count ``n`` operations of ``workload`` in one valgrind process rooted in ``run_dir``."""
-    import time
-
     outfile = run_dir / "callgrind.out"
-    extra = {"TRISTORE_BENCH_FIXTURE": str(fixture)} if fixture else {}
-    env = child_environment(run_dir, extra, library)
+    extra = {**(env or {}), **({"TRISTORE_BENCH_FIXTURE": str(fixture)} if fixture else {})}
+    child_env = child_environment(run_dir, extra, library)
     started = time.perf_counter()
     done = subprocess.run(
         command(outfile, workload, n),
         cwd=run_dir,
-        env=env,
+        env=child_env,
         capture_output=True,
         text=True,
         timeout=RUN_TIMEOUT_S,
@@ -326,12 +326,19 @@ def _run_dir(root: Path, label: str) -> Path:
 
 
 def measure(
-    workload: str, n: int | None = None, *, keep: Path | None = None, library: Path | None = None
+    workload: str,
+    n: int | None = None,
+    *,
+    keep: Path | None = None,
+    library: Path | None = None,
+    env: Mapping[str, str] | None = None,
+    parallel: bool = True,
 ) -> Count:
     """Count ``workload`` at ``n`` and ``2n`` operations (in parallel) and take the difference.
 
     ``keep``: copy both callgrind output files there (``<workload>-<n>.callgrind``).
     ``library``: import tristore from this ``src`` directory instead of the installed one.
+    ``env``: extra variables for the children (experiments, e.g. ``TRISTORE_BENCH_KUZU_THREADS``).
     """
     from tristore_bench.workloads import WORKLOADS
 
@@ -358,9 +365,9 @@ def measure(
             if done.returncode != 0:
                 raise RuntimeError(f"preparing {workload} failed:\n{done.stderr[-3000:]}")
         dirs = (_run_dir(root, "a"), _run_dir(root, "b"))
-        with ThreadPoolExecutor(max_workers=2) as pool:
-            small_f = pool.submit(run_once, workload, n, dirs[0], fixture, library)
-            large_f = pool.submit(run_once, workload, 2 * n, dirs[1], fixture, library)
+        with ThreadPoolExecutor(max_workers=2 if parallel else 1) as pool:
+            small_f = pool.submit(run_once, workload, n, dirs[0], fixture, library, env)
+            large_f = pool.submit(run_once, workload, 2 * n, dirs[1], fixture, library, env)
             small, large = small_f.result(), large_f.result()
         if keep is not None:
             keep.mkdir(parents=True, exist_ok=True)
