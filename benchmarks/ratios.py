@@ -54,7 +54,7 @@ def _compare_bench() -> Any:
 class DriverRatios:
     """tristore time / raw driver time for the same operation, in one process."""
 
-    params = list(PAIRS)
+    params = [list(PAIRS)]
     param_names = ["pair"]
     unit = "ratio"
     rounds = 1

@@ -25,9 +25,9 @@ import pytest
 
 ROOT = Path(__file__).resolve().parents[3]
 GATE = [sys.executable, "-m", "tristore_bench.gate"]
-# The floor of min_rounds: enough to exercise the verdict path, not to settle a verdict.
-FAST = ["--rounds", "6", "--scale", "0.4"]
-VERDICTS = {"regression", "improvement", "unchanged"}
+# Enough to exercise the verdict path, not to settle a verdict.
+FAST = ["--rounds", "3", "--min-rounds", "3", "--scale", "0.4"]
+VERDICTS = {"regression", "improvement", "unchanged", "inconclusive"}
 
 
 def _git(repo: Path, *args: str) -> None:

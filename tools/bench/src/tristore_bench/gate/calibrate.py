@@ -91,6 +91,7 @@ class Calibration:
     def per_benchmark(self, name: str, *, resample: bool = True) -> dict[str, Any]:
         comps = [c for r in self.runs for c in r.comparisons if c.name == name]
         judged = [c for c in comps if c.verdict in ("regression", "improvement", "unchanged")]
+        inconclusive = sum(c.verdict == "inconclusive" for c in comps)
         is_target = bool(self.inject) and name.removeprefix("test_") == self.target
         regress = sum(c.verdict == "regression" for c in judged)
         faster = sum(c.verdict == "improvement" for c in judged)
@@ -103,6 +104,7 @@ class Calibration:
             "regression_verdicts": regress,
             "improvement_verdicts": faster,
             "false_verdicts": false,
+            "inconclusive": inconclusive,
             "false_rate": false / n if n else math.nan,
             "false_rate_ci95": _ci(false, n),
             "median_ratio": statistics.median([c.ratio for c in judged]) if judged else math.nan,

@@ -30,7 +30,7 @@ import shlex
 import sys
 import tempfile
 import time
-from collections.abc import Iterator, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -50,12 +50,22 @@ from tristore_bench.gate.run import (
     run_interleaved,
     slowdown_targets,
 )
-from tristore_bench.gate.stats import Comparison, Policy, json_safe, judge, measure
+from tristore_bench.gate.stats import (
+    Comparison,
+    Policy,
+    freeze,
+    json_safe,
+    judge,
+    measure,
+    settled,
+)
 
-EXIT_OK, EXIT_REGRESSION, EXIT_ERROR = 0, 1, 2
+# Exit codes. Inconclusive (not settled within the rounds or the budget) is reported in the
+# table and exits 0 unless --fail-on-inconclusive; a regression always wins over it.
+EXIT_OK, EXIT_REGRESSION, EXIT_ERROR, EXIT_INCONCLUSIVE = 0, 1, 2, 3
 
 
-def comparisons(rounds: Rounds, policy: Policy) -> list[Comparison]:
+def comparisons(rounds: Rounds, policy: Policy, *, final: bool = True) -> list[Comparison]:
     """Every benchmark of one gate run, judged together (one family: see stats.judge)."""
     measured = [
         measure(
@@ -65,7 +75,19 @@ def comparisons(rounds: Rounds, policy: Policy) -> list[Comparison]:
         )
         for name in rounds.names()
     ]
-    return judge(measured, policy)
+    return freeze(judge(measured, policy, final=final), rounds.frozen)
+
+
+def settle_rule(policy: Policy) -> Callable[[Rounds], bool]:
+    """For run_interleaved: at each look, stop once every benchmark's verdict is settled."""
+
+    def done(rounds: Rounds) -> bool:
+        n = min(len(rounds.rounds["base"]), len(rounds.rounds["head"]))
+        return policy.is_look(n) and settled(comparisons(rounds, policy, final=False))
+
+    # Only looks may settle a verdict: the error bound counts looks, not every pair.
+
+    return done
 
 
 def _inject_env(inject: float, target: str | None) -> dict[str, str]:
@@ -118,15 +140,44 @@ def _echo(message: str) -> None:
     type=click.Path(file_okay=False, exists=True, path_type=Path),
     help="Head (and, with --calibrate, both sides): this directory's tristore package.",
 )
-@click.option("--rounds", default=12, show_default=True, help="Rounds (processes) per side.")
+@click.option(
+    "--rounds",
+    type=click.IntRange(2, 200),
+    default=20,
+    show_default=True,
+    help="Most rounds (processes) per side; the gate stops earlier once every verdict settles.",
+)
+@click.option(
+    "--min-rounds",
+    type=click.IntRange(2, 200),
+    default=8,
+    show_default=True,
+    help="Rounds per side before the first look.",
+)
+@click.option(
+    "--look-every",
+    type=click.IntRange(1, 200),
+    default=4,
+    show_default=True,
+    help="Rounds per side between looks (each look costs confidence: Bonferroni).",
+)
+@click.option(
+    "--fail-on-inconclusive",
+    is_flag=True,
+    help="Exit 3 when a benchmark is inconclusive (default: report it, exit 0 or 1).",
+)
 @click.option(
     "--budget",
     default=270.0,
     show_default=True,
-    help="Seconds for all rounds of one gate; stops early (never below 5 rounds) to keep it.",
+    help="Seconds for all rounds of one gate; stops early (never below --min-rounds) to keep it.",
 )
-@click.option("--threshold", default=1.10, show_default=True, help="Minimum head/base ratio.")
-@click.option("--alpha", default=0.01, show_default=True, help="One-sided significance level.")
+@click.option(
+    "--threshold", default=1.10, show_default=True, help="The head/base ratio that must be seen."
+)
+@click.option(
+    "--alpha", default=0.01, show_default=True, help="Chance of any false regression per gate."
+)
 @click.option("--quantile", default=0.0, show_default=True, help="Per-round statistic (0: min).")
 @click.option("--only", multiple=True, metavar="NAME", help="Only benchmarks matching (-k).")
 @click.option("--scale", default=1.0, show_default=True, help="Samples per benchmark, scaled.")
@@ -161,6 +212,9 @@ def command(
     head_ref: str | None,
     src_dir: Path | None,
     rounds: int,
+    min_rounds: int,
+    look_every: int,
+    fail_on_inconclusive: bool,
     budget: float,
     threshold: float,
     alpha: float,
@@ -182,13 +236,21 @@ def command(
     judged wrongly (and, with --inject/--target, how often it caught the injected slowdown).
     """
     try:
-        policy = Policy(threshold=threshold, alpha=alpha, quantile=quantile)
+        policy = Policy(
+            threshold=threshold,
+            alpha=alpha,
+            quantile=quantile,
+            min_rounds=min_rounds,
+            max_rounds=rounds,
+            look_every=look_every,
+        )
     except ValueError as exc:
         raise click.UsageError(str(exc)) from exc
     env = _inject_env(inject, target)
     opts = Options(
         base_ref, head_ref, src_dir, policy, rounds, budget, tuple(only), scale, env,
         inject, target or "", report_path, json_path, runs, max_minutes, _command_line(),
+        fail_on_inconclusive,
     )  # fmt: skip
     try:
         root = repo_root()
@@ -234,6 +296,7 @@ class Options:
     runs: int
     max_minutes: float
     argv: str
+    fail_on_inconclusive: bool = False
 
 
 def _gate(opts: Options, root: Path, tests: Path, workdir: Path) -> int:
@@ -250,12 +313,14 @@ def _gate(opts: Options, root: Path, tests: Path, workdir: Path) -> int:
         measured = run_interleaved(
             base, head, rounds=opts.rounds, tests=tests, root=root, workdir=workdir,
             budget_s=opts.budget, min_rounds=policy.min_rounds, only=opts.only,
-            scale=opts.scale, progress=_echo,
+            scale=opts.scale, progress=_echo, settled=settle_rule(policy),
         )  # fmt: skip
     comps = comparisons(measured, policy)
     base_json = merge_json(measured.rounds["base"], workdir / "base.json")
     head_json = merge_json(measured.rounds["head"], workdir / "head.json")
     notes = [measured.stopped_early] if measured.stopped_early else []
+    if measured.settled_after:
+        notes.append(f"every verdict settled after {measured.settled_after} rounds per side")
     skipped = {**_skips(measured, "base"), **_skips(measured, "head")}
     notes += [f"skipped: {where}: {why}" for where, why in sorted(skipped.items())]
     failed_on_base = sorted({t for r in measured.rounds["base"] for t in r.failed})
@@ -284,14 +349,22 @@ def _gate(opts: Options, root: Path, tests: Path, workdir: Path) -> int:
                         "head": head_desc,
                         "seconds": summary.seconds,
                         "policy": policy.__dict__,
-                        "exit_code": EXIT_REGRESSION if summary.regressions else EXIT_OK,
+                        "exit_code": _exit_code(summary, opts),
                         "benchmarks": [c.as_dict() for c in comps],
                     }
                 ),
                 indent=1,
             )
         )
-    return EXIT_REGRESSION if summary.regressions else EXIT_OK
+    return _exit_code(summary, opts)
+
+
+def _exit_code(summary: GateSummary, opts: Options) -> int:
+    if summary.regressions:
+        return EXIT_REGRESSION
+    if opts.fail_on_inconclusive and summary.inconclusive:
+        return EXIT_INCONCLUSIVE
+    return EXIT_OK
 
 
 def _skips(measured: Rounds, side: str) -> dict[str, str]:
@@ -315,7 +388,7 @@ def _calibrate(opts: Options, root: Path, tests: Path, workdir: Path) -> int:
             measured = run_interleaved(
                 base, head, rounds=rounds, tests=tests, root=root, workdir=run_dir,
                 budget_s=opts.budget, min_rounds=policy.min_rounds, only=opts.only,
-                scale=opts.scale,
+                scale=opts.scale, settled=settle_rule(policy),
             )  # fmt: skip
             medians = {
                 name: {s: measured.per_round(s, name, 0.5) for s in ("base", "head")}

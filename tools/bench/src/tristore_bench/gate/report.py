@@ -14,6 +14,7 @@ _ICONS = {
     "regression": "❌ regression",
     "improvement": "🚀 faster",
     "unchanged": "✅ unchanged",
+    "inconclusive": "⚠️ inconclusive",
     "new": "🆕 new",
     "removed": "not in head",
     "skipped": "⏭ skipped",
@@ -34,6 +35,14 @@ def fmt_p(p: float) -> str:
     if math.isnan(p):
         return "-"
     return f"{p:.1e}" if p < 1e-3 else f"{p:.3f}"
+
+
+def fmt_interval(low: float, high: float) -> str:
+    if math.isnan(low) or math.isnan(high):
+        return "-"
+    if low <= 0 or math.isinf(high):
+        return "(too few rounds)"
+    return f"{low:.3f}-{high:.3f}"
 
 
 def fmt_ratio(r: float) -> str:
@@ -60,16 +69,23 @@ class GateSummary:
     def regressions(self) -> list[Comparison]:
         return [c for c in self.comparisons if c.verdict == "regression"]
 
+    @property
+    def inconclusive(self) -> list[Comparison]:
+        return [c for c in self.comparisons if c.verdict == "inconclusive"]
+
 
 def gate_markdown(s: GateSummary) -> str:
     p = s.policy
     bad = s.regressions
+    unsure = s.inconclusive
     title = (
         f"❌ {len(bad)} regression{'s' if len(bad) != 1 else ''}: "
         + ", ".join(f"`{short(c.name)}` x{c.ratio:.2f}" for c in bad)
         if bad
         else "✅ no regression"
     )
+    if unsure:
+        title += f" · ⚠️ {len(unsure)} inconclusive"
     stat = "min" if p.quantile == 0 else f"p{p.quantile * 100:g}"
     lines = [
         MARKER,
@@ -82,23 +98,29 @@ def gate_markdown(s: GateSummary) -> str:
         lines += ["", f"> ⚠️ test-only slowdown injected into head: {s.injected}"]
     lines += [
         "",
-        "| benchmark | base | head | ratio | p-value (Holm) | verdict |",
-        "|---|---:|---:|---:|---:|---|",
+        "| benchmark | base | head | ratio | interval | p-value (Holm) | verdict |",
+        "|---|---:|---:|---:|---:|---:|---|",
     ]
     for c in s.comparisons:
         lines.append(
             f"| `{short(c.name)}` | {fmt_time(c.base_s)} | {fmt_time(c.head_s)} | "
-            f"{fmt_ratio(c.ratio)} | {fmt_p(c.p_value)} | {_ICONS[c.verdict]}"
-            + (f" ({c.note})" if c.note else "")
-            + " |"
+            f"{fmt_ratio(c.ratio)} | {fmt_interval(c.low, c.high)} | {fmt_p(c.p_value)} | "
+            f"{_ICONS[c.verdict]}" + (f" ({c.note})" if c.note else "") + " |"
         )
     lines += [
         "",
         f"Times are per operation: the median over rounds of each round's {stat}. "
-        f"**ratio** = head/base (Hodges-Lehmann); **p-value** = one-sided Mann-Whitney U on "
-        f"the per-round values, in the direction of the change, Holm-adjusted over the "
-        f"benchmarks compared. A regression needs ratio ≥ {p.threshold:g} **and** "
-        f"p < {p.alpha:g}; an improvement ratio ≤ {1 / p.threshold:.3f} and p < {p.alpha:g}.",
+        f"**ratio** = head/base (Hodges-Lehmann); **interval**: its distribution-free "
+        f"(Moses) interval, each side at {p.alpha:g} / (2 x benchmarks x {p.looks} looks), "
+        f"so the chance of any false verdict in this gate stays below {p.alpha:g}. "
+        f"Rounds continue (looks at {p.min_rounds}, then every {p.look_every}, up to "
+        f"{p.max_rounds} per side, within the budget) until each verdict settles: "
+        f"**regression** = interval above 1 and ratio ≥ {p.margin:.3f}; **improvement** the "
+        f"mirror image; **unchanged** = interval inside ({1 / p.threshold:.3f}, "
+        f"{p.threshold:g}); otherwise **inconclusive**: the noise was too high to tell a "
+        f"{(p.threshold - 1) * 100:.0f}% change in the rounds run. Inconclusive exits 0 "
+        f"(3 with --fail-on-inconclusive). The p-value (one-sided Mann-Whitney U on the "
+        f"per-round values, Holm-adjusted) is for reference.",
     ]
     for note in s.notes:
         lines += ["", f"> {note}"]

@@ -27,7 +27,7 @@ from pathlib import Path
 from typing import Any
 
 from tristore_bench.asv import BenchError, HarnessError, git
-from tristore_bench.gate.stats import round_statistic
+from tristore_bench.gate.stats import Comparison, round_statistic
 
 ENV_SLOWDOWN = ("TRISTORE_SLOWDOWN", "TRISTORE_SLOWDOWN_TARGET")
 # pytest exits 5 when every test was deselected or none collected: not an error for a side
@@ -249,6 +249,9 @@ class Rounds:
     rounds: dict[str, list[RoundResult]] = field(default_factory=lambda: {"base": [], "head": []})
     seconds: float = 0.0
     stopped_early: str = ""  # why fewer rounds than asked ran, if so
+    settled_after: int = 0  # rounds per side after which every verdict was settled (0: never)
+    # Verdicts settled at a look, kept for every later look (see stats.freeze).
+    frozen: dict[str, Comparison] = field(default_factory=dict)
 
     def names(self) -> list[str]:
         seen: dict[str, None] = {}
@@ -278,6 +281,7 @@ def run_interleaved(
     only: Sequence[str] = (),
     scale: float = 1.0,
     progress: Callable[[str], None] = lambda _msg: None,
+    settled: Callable[[Rounds], bool] | None = None,
 ) -> Rounds:
     """``rounds`` rounds per side, in ABBA order, within ``budget_s`` seconds.
 
@@ -285,7 +289,8 @@ def run_interleaved(
     meets a different machine state (page cache, CPU frequency, another job's phase); alternating
     the order cancels that bias instead of handing it to one side. The budget is checked before
     each pair, from the slowest pair so far: once ``min_rounds`` pairs are done, the gate stops
-    early rather than overrun its time limit.
+    early rather than overrun its time limit. ``settled``, asked after each pair, stops the
+    rounds as soon as it returns True (the sequential verdict needs no more).
     """
     out = Rounds()
     start = time.perf_counter()
@@ -310,6 +315,9 @@ def run_interleaved(
             f"round {i + 1}/{rounds}: base {out.rounds['base'][-1].seconds:.1f} s, "
             f"head {out.rounds['head'][-1].seconds:.1f} s"
         )
+        if settled is not None and settled(out):
+            out.settled_after = i + 1
+            break
     out.seconds = time.perf_counter() - start
     return out
 
