@@ -7,23 +7,30 @@ Facts that shape this module (see DESIGN.md):
   write goes through a one-connection writer pool, where writers queue instead of failing;
 - reusing a connection after a failed BEGIN segfaults, so any connection that saw an error in a
   transaction is discarded (a new Connection costs ~16 us);
-- queries release the GIL, so they run in a small thread pool and never block the event loop.
+- queries release the GIL, so they run in a small thread pool and never block the event loop;
+- a cancelled caller cannot just walk away from its query: the thread would go on running it
+  (and, before the slot accounting below, a new query would take its slot), so a cancelled call
+  that has not started is withdrawn, and one that has started is interrupted and waited for
+  (see :meth:`GraphStore.run`). Kuzu drops an ``interrupt()`` that arrives before execution
+  begins (binding, where constant expressions are folded, cannot be interrupted), so the
+  interrupt is repeated until the call returns.
 """
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
+import ctypes
+import ctypes.util
 import importlib
 import importlib.util
 import sys
 import threading
 from collections.abc import Callable, Mapping, Sequence
 from concurrent.futures import ThreadPoolExecutor
-from functools import partial
 from pathlib import Path
 from types import ModuleType
-from typing import Any, TypeVar
+from typing import Any, Generic, TypeVar
 
 from tristore.config import Settings
 from tristore.errors import QueryError, StoreUnavailable
@@ -35,6 +42,11 @@ from tristore.stores.limits import check_values
 T = TypeVar("T")
 STORE = "graph"
 Statement = tuple[str, Mapping[str, Any] | None]
+
+# How often a cancelled call's interrupt is repeated until the call returns: an interrupt is
+# one atomic store in the engine, so the poll is cheap; it only bounds how long after the
+# engine starts executing the query the interrupt lands.
+INTERRUPT_POLL_S = 0.005
 
 
 ENGINES: tuple[str, ...] = ("kuzu", "ladybug")
@@ -161,26 +173,33 @@ def rows_as_dicts(result: Any) -> list[dict[str, Any]]:
 class _GraphConnector:
     store = STORE
 
-    def __init__(self, graph: GraphStore) -> None:
+    def __init__(self, graph: GraphStore, *, writer: bool = False) -> None:
         self.graph = graph
+        self.writer = writer
 
     async def connect(self) -> Any:
         shared = self.graph.shared
         if shared is None:
             raise StoreUnavailable(STORE, "graph store is not open")
-        return shared.engine.Connection(
+        conn = shared.engine.Connection(
             shared.db, num_threads=self.graph.settings.graph.max_threads
         )
+        if self.writer:
+            self.graph._writer_conns.add(id(conn))
+        return conn
 
     async def close(self, conn: Any) -> None:
-        # A cancelled caller leaves its query running in a worker thread; closing the connection
-        # (or the database) under it segfaults, so interrupt it and wait for the thread first.
+        # GraphStore.run returns only once its thread is done with the connection, so nothing
+        # should be running here; but closing a connection (or the database) under a running
+        # query segfaults, so make sure rather than trust it.
         running = self.graph._running.get(id(conn))
+        cancelled = False
         if running is not None and not running.done():
-            with contextlib.suppress(Exception):
-                conn.interrupt()
-            await asyncio.wait([running])
+            cancelled = await self.graph._stop(conn, running)
+        self.graph._writer_conns.discard(id(conn))
         conn.close()
+        if cancelled:
+            raise asyncio.CancelledError
 
     async def check(self, conn: Any) -> None:
         await self.graph.run(conn, lambda c: c.execute("RETURN 1").get_all())
@@ -207,14 +226,22 @@ class GraphStore:
         self.shared: _SharedDatabase | None = None
         self._key: tuple[str, str] | None = None
         readers = settings.graph.readers
+        # Two executors: the writer lane has a thread of its own, so a write (the coordinator's
+        # graph stage, which runs while it holds the SQLite writer lane) never queues for a
+        # thread behind reads, however many reads are running or were resized in.
         self._executor: ThreadPoolExecutor | None = None
-        # id(connection) -> its query still running in a worker thread (see _GraphConnector.close)
+        self._writer_executor: ThreadPoolExecutor | None = None
+        self._writer_conns: set[int] = set()
+        # id(connection) -> its call running in a worker thread (see run and _stop)
         self._running: dict[int, asyncio.Future[Any]] = {}
+        self._calls = _CallCounts()
         # Kuzu leaks every statement execute(text, params) prepares: reuse prepared ones.
         self.prepared = PreparedStatements()
-        self._workers = readers + 1
+        self._workers = readers
         self.writer: Pool[Any] = Pool(
-            _GraphConnector(self), PoolConfig(min_size=1, max_size=1), name="graph-writer"
+            _GraphConnector(self, writer=True),
+            PoolConfig(min_size=1, max_size=1),
+            name="graph-writer",
         )
         self.readers: Pool[Any] = Pool(
             _GraphConnector(self),
@@ -233,6 +260,7 @@ class GraphStore:
     async def open(self) -> None:
         loop = asyncio.get_running_loop()
         self._executor = ThreadPoolExecutor(self._workers, thread_name_prefix="tristore-graph")
+        self._writer_executor = ThreadPoolExecutor(1, thread_name_prefix="tristore-graph-writer")
         try:
             self._key, self.shared = await loop.run_in_executor(
                 self._executor, _open_database, self.settings
@@ -253,9 +281,10 @@ class GraphStore:
         if self._running:
             await asyncio.wait(list(self._running.values()))
             self._running.clear()
-        if self._executor is not None:
-            self._executor.shutdown(wait=True)
-            self._executor = None
+        for executor in (self._executor, self._writer_executor):
+            if executor is not None:
+                executor.shutdown(wait=True)
+        self._executor = self._writer_executor = None
         if self._key is not None:
             _release_database(self._key)
             self._key = None
@@ -269,25 +298,64 @@ class GraphStore:
         await self.close()
 
     async def run(self, conn: Any, fn: Callable[[Any], T]) -> T:
-        if self._executor is None:
+        """``fn(conn)`` on a worker thread; when this returns or raises, the thread is done.
+
+        Cancelled before the thread took the call: the call is withdrawn and never starts.
+        Cancelled after: the query is interrupted (again and again, see INTERRUPT_POLL_S) and
+        the cancellation goes on only once the thread has returned, so the caller's pool slot,
+        and with it the pool's limit, covers the whole time the engine works for it. Further
+        cancellations meanwhile are absorbed: giving up early would free the slot too soon.
+        """
+        executor = self._writer_executor if id(conn) in self._writer_conns else self._executor
+        if executor is None:
             raise StoreUnavailable(STORE, "graph store is not open")
-        future = asyncio.get_running_loop().run_in_executor(self._executor, fn, conn)
+        calls = self._calls
+        call = _Call(fn)
+        cfuture = executor.submit(calls.call, call, conn)
+        future = asyncio.wrap_future(cfuture)
         self._running[id(conn)] = future
         try:
-            # Shielded: cancelling the caller must not mark the thread's future done while the
-            # query still runs (the connection's close waits for it).
+            # Shielded: cancelling the caller must not cancel the wrapper while the thread runs.
             return await asyncio.shield(future)
+        except asyncio.CancelledError:
+            if cfuture.cancel():  # still queued: withdrawn, so it never starts
+                calls.count("cancelled_unstarted")
+                raise
+            if not future.done():
+                calls.count("interrupts_requested")
+                call.interrupted = True
+                await self._stop(conn, future)
+                if future.exception() is not None:
+                    calls.count("interrupted")
+            raise
         finally:
-            if future.done():
-                self._running.pop(id(conn), None)
-            else:  # the caller was cancelled; the thread finishes on its own
-                future.add_done_callback(partial(self._forget, id(conn)))
+            if self._running.get(id(conn)) is future:
+                del self._running[id(conn)]
+            if future.done() and not future.cancelled():
+                future.exception()  # retrieved: an interrupted query is expected, not news
 
-    def _forget(self, key: int, future: asyncio.Future[Any]) -> None:
-        if self._running.get(key) is future:
-            del self._running[key]
-        if not future.cancelled():
-            future.exception()  # retrieved: an interrupted query is expected here, not news
+    async def _stop(self, conn: Any, future: asyncio.Future[Any]) -> bool:
+        """Interrupt ``conn``'s call until its thread returns; True if cancelled meanwhile.
+
+        Cancellation cannot cut this short (that would free the connection under a running
+        query); the caller raises it once the thread is done.
+        """
+        cancelled = False
+        while not future.done():
+            with contextlib.suppress(Exception):
+                conn.interrupt()
+            try:
+                await asyncio.wait([future], timeout=INTERRUPT_POLL_S)
+            except asyncio.CancelledError:
+                cancelled = True
+        return cancelled
+
+    def calls(self) -> dict[str, int]:
+        """Worker-thread calls: ``in_flight`` now, ``peak_in_flight``, and what cancellation did:
+        ``cancelled_unstarted`` (withdrawn before starting), ``interrupts_requested`` (cancelled
+        while running) and ``interrupted`` (of those, the ones the interrupt stopped with an
+        error rather than letting them finish)."""
+        return self._calls.snapshot()
 
     def _params(self, params: Mapping[str, Any] | None) -> dict[str, Any]:
         """Checked parameters: named (Cypher has ``$name`` only) and within the size limit."""
@@ -375,6 +443,69 @@ class GraphStore:
 
     def stats(self) -> dict[str, dict[str, Any]]:
         return {"writer": self.writer.stats(), "readers": self.readers.stats()}
+
+
+class _Call(Generic[T]):
+    """One worker-thread call; ``interrupted`` is set by the loop when it is cancelled."""
+
+    __slots__ = ("fn", "interrupted")
+
+    def __init__(self, fn: Callable[[Any], T]) -> None:
+        self.fn = fn
+        self.interrupted = False
+
+
+def _load_malloc_trim() -> Callable[[], None]:
+    try:
+        libc = ctypes.CDLL(ctypes.util.find_library("c") or "libc.so.6")
+        trim = libc.malloc_trim
+    except (OSError, AttributeError):  # not glibc: nothing to trim with
+        return lambda: None
+    trim.argtypes = [ctypes.c_size_t]
+    trim.restype = ctypes.c_int
+
+    def malloc_trim() -> None:
+        trim(0)
+
+    return malloc_trim
+
+
+_malloc_trim = _load_malloc_trim()
+
+
+class _CallCounts:
+    """Counts of worker-thread calls; updated from the worker threads, hence the lock."""
+
+    def __init__(self) -> None:
+        self._lock = threading.Lock()
+        self._counts = dict.fromkeys(
+            ("in_flight", "peak_in_flight", "cancelled_unstarted", "interrupts_requested"), 0
+        )
+        self._counts["interrupted"] = 0
+
+    def call(self, call: _Call[T], conn: Any) -> T:
+        with self._lock:
+            counts = self._counts
+            counts["in_flight"] += 1
+            counts["peak_in_flight"] = max(counts["peak_in_flight"], counts["in_flight"])
+        try:
+            return call.fn(conn)
+        finally:
+            with self._lock:
+                self._counts["in_flight"] -= 1
+            if call.interrupted:
+                # A cancelled query's memory (one `UNWIND range(1, 3000000)` binds a 1.6 GB
+                # list) stays in this thread's malloc arena after it is freed: glibc returns
+                # arena memory only on a trim. Cancellation is rare, so trim then.
+                _malloc_trim()
+
+    def count(self, name: str) -> None:
+        with self._lock:
+            self._counts[name] += 1
+
+    def snapshot(self) -> dict[str, int]:
+        with self._lock:
+            return dict(self._counts)
 
 
 def _run_statements(
