@@ -7,9 +7,9 @@ intent, graph ops validated in a Kuzu transaction before the SQLite commit, one 
 uncoordinated baseline does the same writes through the three stores directly, one call each,
 with no atomicity across them. The difference is the price of the guarantees.
 
-Targets (from issue #5): coordinated <= 1.10 x uncoordinated (``track_overhead_ratio``, measured
-A/B in one process so machine noise cancels), p99 <= 5 ms with 25 concurrent transactions
-(``track_p99_ms_25_concurrent``).
+Targets (the specification's): coordinated <= 1.10 x uncoordinated (``track_overhead_ratio``,
+measured A/B in one process so machine noise cancels), p99 <= 5 ms with 25 concurrent
+transactions (``track_p99_ms_25_concurrent``).
 """
 
 from __future__ import annotations

@@ -5,7 +5,7 @@ load scenarios' figures (sync lag, RSS growth) tracked across commits.
 process, a throwaway redis-server). ``FlowLoad`` runs two short scenarios once per benchmark run
 (in ``setup_cache``) and tracks what they measured: the cache-sync lag at the specification's
 rates (100 cache ops/s + 50 db updates/s) and RSS growth under the 50-user stress mix.
-Targets (issue #6, not asserted): sync-lag p99 <= 5 ms, flow p99 <= 10 ms.
+Targets (the specification's, not asserted): sync-lag p99 <= 5 ms, flow p99 <= 10 ms.
 """
 
 from __future__ import annotations

@@ -159,8 +159,8 @@ class Size:
         }
 
 
-#: Documented sizes. ``large`` is the graph the DESIGN facts were measured on: ~12k nodes and
-#: ~47.5k PURCHASED edges (plus 50k VIEWED and 20k FOLLOWS).
+#: Documented sizes. ``large`` is the graph the README's Kuzu figures were measured on: ~12k
+#: nodes and ~47.5k PURCHASED edges (plus 50k VIEWED and 20k FOLLOWS).
 #:
 #: ========  =========  ========  ======  ========  =======  =======  =======  =========
 #: size      customers  products  orders  invoices  ratings  views    follows  purchased

@@ -1,6 +1,6 @@
 """The graph store: Kuzu (or its fork Ladybug), reader connections plus a single writer lane.
 
-Facts that shape this module (see DESIGN.md):
+Facts that shape this module, measured with Kuzu 0.11.3:
 - one read-write ``Database`` per path per process, so databases are shared through a refcounted
   registry keyed by engine and real path;
 - the engine allows one write transaction at a time and fails a second one at once, so every
