@@ -154,6 +154,12 @@ INSERT_CUSTOMER = (
     " VALUES (?, 'Bench', 'GB', 'standard', '2026-11-22 00:00:00')"
 )
 ORDER_AT = "2026-11-22 12:00:00"  # a fixed SQLite clock: the same strings in every run
+# The coordinator's own timers, set so none depends on the clock inside a counted region: no
+# periodic recovery sweep (every 5 s of wall time), and applied-marks flushed on the next loop
+# iteration (1 us, the smallest it accepts, always past after a settled poll) instead of after
+# 50 ms: with the 50 ms timer, how many marks one flush wrote (and
+# whether the next commit carried them instead) depended on how fast valgrind ran.
+COORDINATOR_OPTIONS: dict[str, Any] = {"recovery_interval": None, "flush_delay": 1e-6}
 
 
 def _bound_kuzu() -> None:
@@ -272,7 +278,7 @@ async def _coordinated_tx(ctx: _Context) -> AsyncIterator[Op]:
                 for p in range(1, products + 1)
             ]
         )
-        coord: Any = Coordinator(sqlite, graph, cache, recovery_interval=None)
+        coord: Any = Coordinator(sqlite, graph, cache, **COORDINATOR_OPTIONS)
         await coord.open()
         stack.push_async_callback(coord.close)
         counter = iter(range(1, 10**8))
@@ -346,20 +352,34 @@ async def _graph_point_read(ctx: _Context) -> AsyncIterator[Op]:
 
 @contextlib.asynccontextmanager
 async def _order_flow(ctx: _Context) -> AsyncIterator[Op]:
-    from tristore.flows import open_env
+    # What tristore.flows.open_env assembles, minus its timers: the manager's health and
+    # rebalance loops (every 5 s and 30 s of wall time, so a varying number of them would fall
+    # into a counted region that valgrind stretches to tens of seconds).
+    from tristore.coordinator import Coordinator
+    from tristore.flows import OrderPipeline
+    from tristore.manager import PoolManager
 
     settings = _settings(ctx.data_dir, redis={"url": ctx.redis_url})
-    async with open_env(settings, size=None, data_dir=ctx.data_dir, embedded_redis=False) as env:
-        await env.manager.cache.execute("FLUSHDB")
-        pipeline = env.pipeline
-        counter = iter(range(1, 10**8))
+    manager: Any = PoolManager(settings)
+    await manager.open(monitor=False)
+    try:
+        coordinator: Any = Coordinator.for_stores(manager, **COORDINATOR_OPTIONS)
+        await coordinator.open()
+        try:
+            await manager.cache.execute("FLUSHDB")
+            pipeline = OrderPipeline(manager, coordinator)
+            counter = iter(range(1, 10**8))
 
-        async def op() -> None:
-            # As benchmarks/flows.py's FlowOps.order, with a fixed clock.
-            n = next(counter)
-            await pipeline.place_order(1 + n % 200, 1 + (n * 7) % 100, 1 + n % 3, at=ORDER_AT)
+            async def op() -> None:
+                # As benchmarks/flows.py's FlowOps.order, with a fixed clock.
+                n = next(counter)
+                await pipeline.place_order(1 + n % 200, 1 + (n * 7) % 100, 1 + n % 3, at=ORDER_AT)
 
-        yield op
+            yield op
+        finally:
+            await coordinator.close()
+    finally:
+        await manager.close()
 
 
 _FACTORIES: dict[str, Callable[[_Context], contextlib.AbstractAsyncContextManager[Op]]] = {
@@ -379,6 +399,7 @@ class _Context:
     redis_url: str = ""
 
 
+SWITCH_INTERVAL_S = float(os.environ.get("TRISTORE_BENCH_SWITCH_INTERVAL", "30"))
 SETTLE_S = 0.005  # real time the settled loop lets other processes and threads catch up
 
 
@@ -481,6 +502,11 @@ def main(argv: list[str]) -> int:
     name, n = argv[0], int(argv[1])
     # Deterministic choices inside tristore (pool lifetime jitter) and fixed-width data.
     random.seed(0)
+    # Threads (SQLite's writer lane, Kuzu's and redis-server's launcher) then hand the GIL over
+    # only where one blocks, never on the 5 ms timer: under valgrind 5 ms of wall time is ~0.1 ms
+    # of native work, so timed switches would be ~50x more frequent than natively, and where they
+    # fall depends on the clock.
+    sys.setswitchinterval(SWITCH_INTERVAL_S)
     if name in GRAPH_WORKLOADS:
         _bound_kuzu()
     data_dir = tempfile.mkdtemp(prefix="data-", dir=os.getcwd())
