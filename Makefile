@@ -5,6 +5,11 @@ VENV ?= .venv
 PY := $(VENV)/bin/python
 ASV := $(VENV)/bin/asv
 MACHINE ?= tristore-2core
+# Instruction counts do not depend on the host's speed or load: their series live under a machine
+# of their own, so wall-time history and count history never share (or split) a series.
+CALLGRIND_MACHINE ?= tristore-callgrind
+WALL_BENCH := '^(?!instructions\.)'
+COUNT_BENCH := '^instructions\.'
 STAMP := $(VENV)/.installed-$(shell cat pyproject.toml tools/bench/pyproject.toml | sha1sum | cut -c1-12)
 PORT ?= 8080
 
@@ -31,10 +36,12 @@ test: venv lint
 # (SQLite, redis-server, CPU governor, Python), which asv then copies into every result.
 machine: venv
 	@$(VENV)/bin/tristore-bench machine --name $(MACHINE)
+	@$(VENV)/bin/tristore-bench machine --name $(CALLGRIND_MACHINE)
 
 # Measure the current commit with asv (real results into results/), then publish the site.
 bench: machine
-	$(ASV) run --machine $(MACHINE) --show-stderr --skip-existing-commits HEAD^!
+	$(ASV) run --machine $(MACHINE) --bench $(WALL_BENCH) --show-stderr --skip-existing-commits HEAD^!
+	$(ASV) run --machine $(CALLGRIND_MACHINE) --bench $(COUNT_BENCH) --show-stderr --skip-existing-commits HEAD^!
 	$(MAKE) site
 
 # Every benchmark once at HEAD (asv --quick) in a scratch dir: results/ is never touched.
