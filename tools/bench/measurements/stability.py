@@ -1,7 +1,7 @@
 """Repeat every instruction count and report the spread; once more with a busy core.
 
 Run from the repository root:
-    PYTHONPATH=tools/bench/src .venv/bin/python tools/bench/measurements/stability.py [REPEATS]
+    PYTHONPATH=tools/bench/src .venv/bin/python tools/bench/measurements/stability.py [REPEATS [WORKLOAD...]]
 Counts run one at a time (each is two valgrind processes), so at most two run at once. The
 library is a snapshot of HEAD's ``src`` (``git archive``): the working tree may change while the
 runs go on, and a change in the code would read as instability.
@@ -28,7 +28,7 @@ def _busy(stop_at: float) -> None:
 
 def main() -> None:
     repeats = int(sys.argv[1]) if len(sys.argv) > 1 else 3
-    names = [name for name in WORKLOADS if name != "noop"]
+    names = sys.argv[2:] or [name for name in WORKLOADS if name != "noop"]
     print("command:", shlex.join(["PYTHONPATH=tools/bench/src", sys.executable, *sys.argv]))
     print("valgrind", instructions.valgrind_version(), flush=True)
     commit = subprocess.run(

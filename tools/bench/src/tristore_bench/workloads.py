@@ -399,7 +399,23 @@ class _Context:
     redis_url: str = ""
 
 
-SWITCH_INTERVAL_S = float(os.environ.get("TRISTORE_BENCH_SWITCH_INTERVAL", "30"))
+# Test only (the gate's --inject-instructions): "WORKLOAD:ITERATIONS[,WORKLOAD:ITERATIONS]" runs
+# a pure-Python loop of ITERATIONS after each operation of WORKLOAD, inside the counted region, so
+# the gate's instruction verdicts can be shown to catch a known extra cost.
+INJECT_ENV = "TRISTORE_BENCH_INJECT"
+
+
+def inject_iterations(name: str, value: str | None) -> int:
+    """Injected loop iterations per operation of ``name`` from ``TRISTORE_BENCH_INJECT``."""
+    for entry in (value or "").split(","):
+        workload, sep, iterations = entry.strip().partition(":")
+        if sep and workload == name:
+            if not iterations.isdigit():
+                raise ValueError(f"{INJECT_ENV}: {entry!r} is not WORKLOAD:ITERATIONS")
+            return int(iterations)
+    return 0
+
+
 SETTLE_S = 0.005  # real time the settled loop lets other processes and threads catch up
 
 
@@ -476,14 +492,27 @@ async def _run(name: str, n: int, data_dir: str) -> None:
         for _ in range(workload.warmup):
             await op()
 
+        # Built before the counted region: iterating a tuple costs the same per element and
+        # little to start (itertools.repeat's argument parsing alone was ~1300 instructions,
+        # more than a 2% injection into pool_checkout).
+        extra = (None,) * inject_iterations(name, os.environ.get(INJECT_ENV))
+
         async def batch() -> None:
             for _ in range(n):
                 await op()
 
+        async def injected_batch() -> None:
+            for _ in range(n):
+                await op()
+                for _ in extra:  # test only: a fixed extra CPU cost per operation
+                    pass
+
         # The counted region: one task running n operations. Creating it and waiting for it
         # costs the same in both batch sizes, so it cancels in the difference.
         _client_request(CALLGRIND_START_INSTRUMENTATION)
-        await batch()
+        # Without an injection the counted code is exactly batch(): counts are not shifted
+        # by a hook that does nothing.
+        await (injected_batch() if extra else batch())
         _client_request(CALLGRIND_STOP_INSTRUMENTATION)
     print(f"tristore-bench workload {name} ran {n} operations", flush=True)
 
@@ -502,11 +531,6 @@ def main(argv: list[str]) -> int:
     name, n = argv[0], int(argv[1])
     # Deterministic choices inside tristore (pool lifetime jitter) and fixed-width data.
     random.seed(0)
-    # Threads (SQLite's writer lane, Kuzu's and redis-server's launcher) then hand the GIL over
-    # only where one blocks, never on the 5 ms timer: under valgrind 5 ms of wall time is ~0.1 ms
-    # of native work, so timed switches would be ~50x more frequent than natively, and where they
-    # fall depends on the clock.
-    sys.setswitchinterval(SWITCH_INTERVAL_S)
     if name in GRAPH_WORKLOADS:
         _bound_kuzu()
     data_dir = tempfile.mkdtemp(prefix="data-", dir=os.getcwd())
