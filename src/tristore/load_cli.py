@@ -7,12 +7,18 @@ from the usual settings (``--config`` / ``TRISTORE_CONFIG`` / ``TRISTORE_*``).
 
 While it runs, a progress line on stderr is updated every second; at the end a table of the
 figures goes to stdout, and ``--json FILE`` writes the same figures as JSON.
+
+SIGINT and SIGTERM stop the run the same way: the run is cancelled, the stores close, the
+temporary directory and the embedded Redis (with its directory) are removed, and the command
+prints "interrupted" and exits 128 + the signal number (130, 143), so an interrupted run never
+reads as a success. Python's default SIGTERM would kill the process with no cleanup at all.
 """
 
 from __future__ import annotations
 
 import asyncio
 import json
+import signal
 import sys
 from pathlib import Path
 from typing import Any
@@ -123,6 +129,31 @@ class _ProgressLine:
             self.drawn = False
 
 
+class _Interrupt:
+    """The first SIGINT or SIGTERM cancels the run; later ones are ignored so cleanup finishes
+    (it is bounded by the stores' close timeouts)."""
+
+    SIGNALS = (signal.SIGINT, signal.SIGTERM)
+
+    def __init__(self) -> None:
+        self.signal: signal.Signals | None = None
+
+    def install(self, task: asyncio.Task[Any]) -> None:
+        loop = asyncio.get_running_loop()
+        for sig in self.SIGNALS:
+            loop.add_signal_handler(sig, self._received, sig, task)
+
+    def _received(self, sig: signal.Signals, task: asyncio.Task[Any]) -> None:
+        if self.signal is None:
+            self.signal = sig
+            task.cancel()
+
+    @property
+    def exit_code(self) -> int:
+        assert self.signal is not None
+        return 128 + int(self.signal)
+
+
 async def _run(
     scenario: str,
     duration: float | None,
@@ -131,10 +162,15 @@ async def _run(
     size: str,
     seed: int,
     progress: _ProgressLine,
+    interrupt: _Interrupt,
 ) -> dict[str, Any]:
     from tristore.flows.env import open_env
     from tristore.flows.scenarios import SCENARIOS
 
+    task = asyncio.current_task()
+    assert task is not None
+    # Before anything is created: from here on a signal unwinds through open_env's cleanup.
+    interrupt.install(task)
     fn, default_duration = SCENARIOS[scenario]
     async with open_env(settings, size=size, seed=seed) as env:
         report = await fn(
@@ -227,12 +263,25 @@ def command(
         options[name] = value
     settings = settings_from(ctx)
     line = _ProgressLine(progress)
+    interrupt = _Interrupt()
     try:
-        report = asyncio.run(_run(scenario, duration, options, settings, size, seed, line))
+        report = asyncio.run(
+            _run(scenario, duration, options, settings, size, seed, line, interrupt)
+        )
     except (TristoreError, ValueError) as exc:
         line.finish()
-        raise click.ClickException(str(exc)) from exc
+        if interrupt.signal is None:
+            raise click.ClickException(str(exc)) from exc
+    except (asyncio.CancelledError, KeyboardInterrupt):
+        line.finish()
+        if interrupt.signal is None:
+            raise
     line.finish()
+    if interrupt.signal is not None:
+        # Even if the scenario caught the cancellation and returned figures: they cover a cut
+        # run, so no report, and a non-zero exit.
+        click.echo(f"interrupted by {interrupt.signal.name}; temporary stores removed", err=True)
+        sys.exit(interrupt.exit_code)
     click.echo(format_table(report))
     if json_path:
         Path(json_path).write_text(json.dumps(report, indent=2, default=str) + "\n", "utf-8")

@@ -306,6 +306,64 @@ class _LauncherThread:
 
 _LAUNCHER = _LauncherThread()
 
+# --- working directories -------------------------------------------------------------------------
+
+WORKDIR_PREFIX = "tristore-redis-"
+# Written into each working directory at creation: the pid of the Python process that owns it.
+# A killed owner (SIGKILL, or a signal it did not handle) runs no cleanup, so the next start
+# sweeps the directories whose owner is gone; one without this file is never touched (another
+# process may have just created it, or it predates the file).
+OWNER_FILE = "owner.pid"
+
+
+def _make_workdir() -> str:
+    sweep_stale_workdirs()
+    workdir = tempfile.mkdtemp(prefix=WORKDIR_PREFIX)
+    with open(os.path.join(workdir, OWNER_FILE), "w", encoding="ascii") as fh:
+        fh.write(f"{os.getpid()}\n")
+    return workdir
+
+
+def _pid_alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:  # exists, under another user
+        return True
+    return True
+
+
+def sweep_stale_workdirs(parent: str | None = None) -> list[str]:
+    """Remove the working directories, in ``parent`` (the temp dir), of servers whose owner died.
+
+    Only directories of this user with an owner file naming a pid that no longer exists: a live
+    owner's directory (or one whose pid was reused, which reads as alive) is left alone.
+    Returns the directories removed.
+    """
+    parent = parent if parent is not None else tempfile.gettempdir()
+    removed: list[str] = []
+    try:
+        entries = list(os.scandir(parent))
+    except OSError:
+        return removed
+    uid = os.getuid()
+    for entry in entries:
+        if not entry.name.startswith(WORKDIR_PREFIX):
+            continue
+        try:
+            if not entry.is_dir(follow_symlinks=False) or entry.stat().st_uid != uid:
+                continue
+            with open(os.path.join(entry.path, OWNER_FILE), encoding="ascii") as fh:
+                owner = int(fh.read().strip())
+        except (OSError, ValueError):
+            continue
+        if owner <= 0 or owner == os.getpid() or _pid_alive(owner):
+            continue
+        shutil.rmtree(entry.path, ignore_errors=True)
+        removed.append(entry.path)
+    return removed
+
 
 def _signal_group(pid: int, sig: int) -> None:
     try:
@@ -558,7 +616,7 @@ class RedisServer:
     def _start_locked(self) -> None:
         created_workdir = self._resources.workdir is None
         if created_workdir:
-            self._resources.workdir = tempfile.mkdtemp(prefix="tristore-redis-")
+            self._resources.workdir = _make_workdir()
         fixed = self._port is not None
         try:
             for _attempt in range(1 if fixed else _PORT_ATTEMPTS):
