@@ -39,6 +39,7 @@ import itertools
 import logging
 import math
 import random
+import warnings
 from collections import deque
 from collections.abc import Coroutine
 from dataclasses import dataclass
@@ -332,6 +333,18 @@ class Pool(Generic[C]):
     def size(self) -> int:
         """Open connections: idle + in use + being created."""
         return self._nconns
+
+    def __del__(self, _warn: Any = warnings.warn) -> None:
+        # As aiosqlite and psycopg_pool do: an open pool lost without close() leaks its
+        # connections until the process ends; say so where it happened (-W error finds it).
+        if getattr(self, "_state", None) == "open":
+            _warn(
+                f"pool {self._name!r} was garbage-collected while open: close() it or use "
+                "'async with'",
+                ResourceWarning,
+                source=self,
+                stacklevel=2,
+            )
 
     def __repr__(self) -> str:
         return (

@@ -976,3 +976,26 @@ async def test_check_probes_an_empty_pool() -> None:
         result = await pool.check()
         assert result == {"ok": True, "checked": 0, "discarded": 0, "error": None}
         assert pool.stats()["pool_available"] == 1
+
+
+async def test_an_open_pool_lost_without_close_warns() -> None:
+    import gc
+
+    pool = make_pool(FakeConnector(), min_size=0, max_size=1)
+    await pool.open()
+    with pytest.warns(ResourceWarning, match="garbage-collected while open"):
+        del pool
+        gc.collect()
+
+
+async def test_a_closed_pool_goes_quietly() -> None:
+    import gc
+    import warnings
+
+    pool = make_pool(FakeConnector(), min_size=0, max_size=1)
+    await pool.open()
+    await pool.close()
+    with warnings.catch_warnings():
+        warnings.simplefilter("error", ResourceWarning)
+        del pool
+        gc.collect()
