@@ -1,7 +1,8 @@
 """Repeat every instruction count and report the spread; once more with a busy core.
 
 Run from the repository root:
-    PYTHONPATH=tools/bench/src .venv/bin/python tools/bench/measurements/stability.py [REPEATS [WORKLOAD...]]
+    PYTHONPATH=tools/bench/src .venv/bin/python tools/bench/measurements/stability.py \
+        [REPEATS [WORKLOAD...]]
 Counts run one at a time (each is two valgrind processes), so at most two run at once. The
 library is a snapshot of HEAD's ``src`` (``git archive``): the working tree may change while the
 runs go on, and a change in the code would read as instability.
