@@ -15,6 +15,10 @@ What it does (``tristore-bench gate --base origin/main``):
    exits **1** on a regression, **0** otherwise, **2** when it cannot judge (a failing perf
    test, a bad ref, a timeout).
 
+5. with valgrind installed, counts the instructions of the CPU-bound hot paths on both sides
+   (:mod:`tristore_bench.gate.instructions`): a second table, exact where wall time is noisy; a
+   count more than 2% above base is a regression too (exit 1).
+
 The defaults (12 rounds per side, ~6 s per round) finish in about 2.5 min on two quiet cores;
 a budget (default 270 s) stops adding rounds early, never below 6 per side, so the gate stays
 under five minutes on a loaded machine too. ``--calibrate`` measures the gate itself (see
@@ -36,6 +40,7 @@ from pathlib import Path
 
 import click
 
+from tristore_bench.gate import instructions as instr
 from tristore_bench.gate.calibrate import Calibration, calibration_markdown, run_calibration
 from tristore_bench.gate.report import GateSummary, gate_markdown
 from tristore_bench.gate.run import (
@@ -207,6 +212,28 @@ def _echo(message: str) -> None:
     help="Test only: slow head's --target by this percent (TRISTORE_SLOWDOWN).",
 )
 @click.option("--target", help="Hot path for --inject: one of TARGETS in tests/perf/slowdown.py.")
+@click.option(
+    "--instructions/--no-instructions",
+    "instructions",
+    default=True,
+    show_default=True,
+    help="Also compare callgrind instruction counts (skipped, with the reason, without valgrind).",
+)
+@click.option(
+    "--instr-threshold",
+    type=click.FloatRange(0.0, 100.0, min_open=True),
+    default=instr.DEFAULT_THRESHOLD * 100,
+    show_default=True,
+    help="Percent change in instructions per operation that is a regression (or improvement).",
+)
+@click.option(
+    "--inject-instructions",
+    "inject_instructions",
+    type=click.FloatRange(0.0, 1000.0),
+    default=0.0,
+    metavar="PCT",
+    help="Test only: add PCT% of each base count to head, as a loop (TRISTORE_BENCH_INJECT).",
+)
 def command(
     base_ref: str | None,
     head_ref: str | None,
@@ -229,6 +256,9 @@ def command(
     max_minutes: float,
     inject: float,
     target: str | None,
+    instructions: bool,
+    instr_threshold: float,
+    inject_instructions: float,
 ) -> None:
     """Compare the perf suite of --base and head; exit 1 on a real regression.
 
@@ -250,7 +280,7 @@ def command(
     opts = Options(
         base_ref, head_ref, src_dir, policy, rounds, budget, tuple(only), scale, env,
         inject, target or "", report_path, json_path, runs, max_minutes, _command_line(),
-        fail_on_inconclusive,
+        fail_on_inconclusive, instructions, instr_threshold / 100, inject_instructions,
     )  # fmt: skip
     try:
         root = repo_root()
@@ -297,6 +327,9 @@ class Options:
     max_minutes: float
     argv: str
     fail_on_inconclusive: bool = False
+    instructions: bool = True
+    instr_threshold: float = instr.DEFAULT_THRESHOLD
+    inject_instructions: float = 0.0  # percent of each base count, head only (test only)
 
 
 def _gate(opts: Options, root: Path, tests: Path, workdir: Path) -> int:
@@ -315,6 +348,13 @@ def _gate(opts: Options, root: Path, tests: Path, workdir: Path) -> int:
             budget_s=opts.budget, min_rounds=policy.min_rounds, only=opts.only,
             scale=opts.scale, progress=_echo, settled=settle_rule(policy),
         )  # fmt: skip
+        # After the wall-time rounds, never beside them: valgrind would take the cores they time.
+        section: instr.InstrSection | None = None
+        if opts.instructions:
+            section = instr.run_section(
+                base_src, head_src, only=opts.only, threshold=opts.instr_threshold,
+                inject_percent=opts.inject_instructions, progress=_echo,
+            )  # fmt: skip
     comps = comparisons(measured, policy)
     base_json = merge_json(measured.rounds["base"], workdir / "base.json")
     head_json = merge_json(measured.rounds["head"], workdir / "head.json")
@@ -335,6 +375,7 @@ def _gate(opts: Options, root: Path, tests: Path, workdir: Path) -> int:
         compare_text=pytest_benchmark_compare(base_json, head_json),
         notes=notes,
         injected=f"{inject:g}% on {target}" if inject else "",
+        instructions=section,
     )
     markdown = gate_markdown(summary)
     if report_path is not None:
@@ -351,6 +392,7 @@ def _gate(opts: Options, root: Path, tests: Path, workdir: Path) -> int:
                         "policy": policy.__dict__,
                         "exit_code": _exit_code(summary, opts),
                         "benchmarks": [c.as_dict() for c in comps],
+                        "instructions": section.as_list() if section else [],
                     }
                 ),
                 indent=1,
@@ -360,8 +402,10 @@ def _gate(opts: Options, root: Path, tests: Path, workdir: Path) -> int:
 
 
 def _exit_code(summary: GateSummary, opts: Options) -> int:
-    if summary.regressions:
+    if summary.regressions or summary.instr_regressions:
         return EXIT_REGRESSION
+    if summary.instructions is not None and summary.instructions.errors:
+        return EXIT_ERROR  # a workload head cannot run (or base, other than a missing API)
     if opts.fail_on_inconclusive and summary.inconclusive:
         return EXIT_INCONCLUSIVE
     return EXIT_OK

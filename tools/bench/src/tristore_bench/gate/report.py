@@ -6,6 +6,7 @@ import math
 from collections.abc import Sequence
 from dataclasses import dataclass
 
+from tristore_bench.gate.instructions import InstrComparison, InstrSection
 from tristore_bench.gate.stats import Comparison, Policy, cv
 
 MARKER = "<!-- tristore-perf-gate -->"  # lets the workflow update its own comment in place
@@ -49,6 +50,20 @@ def fmt_ratio(r: float) -> str:
     return "-" if math.isnan(r) else f"{r:.3f}"
 
 
+def fmt_count(count: float) -> str:
+    """Instructions per operation, to the precision a count repeats to (about 0.1%)."""
+    if math.isnan(count):
+        return "-"
+    for unit, scale in (("M", 1e6), ("k", 1e3)):
+        if abs(count) >= scale:
+            return f"{count / scale:.4g}{unit}"
+    return f"{count:.4g}"
+
+
+def fmt_delta(delta: float) -> str:
+    return ("+" if delta > 0 else "") + (fmt_count(delta) if delta else "0")
+
+
 def short(name: str) -> str:
     return name.removeprefix("test_")
 
@@ -64,10 +79,15 @@ class GateSummary:
     compare_text: str = ""
     notes: Sequence[str] = ()
     injected: str = ""
+    instructions: InstrSection | None = None  # None: --no-instructions
 
     @property
     def regressions(self) -> list[Comparison]:
         return [c for c in self.comparisons if c.verdict == "regression"]
+
+    @property
+    def instr_regressions(self) -> list[InstrComparison]:
+        return self.instructions.regressions if self.instructions else []
 
     @property
     def inconclusive(self) -> list[Comparison]:
@@ -78,10 +98,12 @@ def gate_markdown(s: GateSummary) -> str:
     p = s.policy
     bad = s.regressions
     unsure = s.inconclusive
+    worse = [f"`{short(c.name)}` x{c.ratio:.2f}" for c in bad] + [
+        f"`{c.name}` x{c.ratio:.3f} instructions" for c in s.instr_regressions
+    ]
     title = (
-        f"❌ {len(bad)} regression{'s' if len(bad) != 1 else ''}: "
-        + ", ".join(f"`{short(c.name)}` x{c.ratio:.2f}" for c in bad)
-        if bad
+        f"❌ {len(worse)} regression{'s' if len(worse) != 1 else ''}: " + ", ".join(worse)
+        if worse
         else "✅ no regression"
     )
     if unsure:
@@ -124,6 +146,8 @@ def gate_markdown(s: GateSummary) -> str:
     ]
     for note in s.notes:
         lines += ["", f"> {note}"]
+    if s.instructions is not None:
+        lines += instructions_markdown(s.instructions)
     if s.compare_text:
         lines += [
             "",
@@ -153,3 +177,54 @@ def gate_markdown(s: GateSummary) -> str:
             "</details>",
         ]
     return "\n".join(lines) + "\n"
+
+
+def instructions_markdown(section: InstrSection) -> list[str]:
+    """The second table: callgrind counts per operation, base vs head, and where they moved."""
+    lines = ["", "### Instructions (callgrind, deterministic)", ""]
+    if section.skipped:
+        return [*lines, f"{_ICONS['skipped']}: {section.skipped}"]
+    pct = section.threshold * 100
+    if section.injected:
+        lines += [f"> ⚠️ test-only extra instructions injected into head: {section.injected}", ""]
+    lines += [
+        "| workload | n | base | head | ratio | verdict |",
+        "|---|---:|---:|---:|---:|---|",
+    ]
+    for c in section.comparisons:
+        lines.append(
+            f"| `{c.name}` | {c.n} | {fmt_count(c.base)} | {fmt_count(c.head)} | "
+            f"{'-' if math.isnan(c.ratio) else f'{c.ratio:.4f}'} | {_ICONS[c.verdict]}"
+            + (f" ({c.note})" if c.note else "")
+            + (
+                f" (injected: {c.injected_iterations} loop iterations/op = "
+                f"+{c.injected_per_op / c.base * 100:.2f}%)"
+                if c.injected_iterations
+                else ""
+            )
+            + " |"
+        )
+    lines += [
+        "",
+        f"Instructions per operation under valgrind's callgrind (`(I(2n) - I(n)) / n`, ASLR off, "
+        f"fixed environment; valgrind {section.valgrind or '?'}), {section.seconds:.0f} s for "
+        f"both sides. A count repeats to within a fraction of a percent, so there is no "
+        f"significance test: **regression** = head/base > {1 + section.threshold:g}, "
+        f"**improvement** < {1 - section.threshold:g} (threshold {pct:g}%), else **unchanged**. "
+        "Interpreter-level C functions are what callgrind sees, not Python functions.",
+    ]
+    moved = [c for c in section.comparisons if c.top]
+    if moved:
+        lines += [
+            "",
+            "<details><summary>Where the instructions went (top functions by per-operation "
+            "self-instruction change, head minus base)</summary>",
+            "",
+        ]
+        for c in moved:
+            lines += [f"**`{c.name}`** ({_ICONS[c.verdict]}, x{c.ratio:.4f})", ""]
+            lines += ["| function | Δ per op |", "|---|---:|"]
+            lines += [f"| `{name}` | {fmt_delta(delta)} |" for name, delta in c.top]
+            lines.append("")
+        lines.append("</details>")
+    return lines
