@@ -316,7 +316,8 @@ def test_identical_code_is_unchanged_within_half_a_percent(base_count: Count) ->
 @needs_valgrind
 def test_the_injected_loop_costs_what_its_calibration_says(loop_cost: gi.LoopCost) -> None:
     # A whole number: the counts of two batch sizes differ by exactly n x the loop's cost.
-    assert loop_cost.per_iteration > 0 and loop_cost.per_iteration == round(loop_cost.per_iteration)
+    assert loop_cost.per_iteration > 0
+    assert loop_cost.per_iteration == pytest.approx(round(loop_cost.per_iteration), abs=1e-6)
 
 
 @pytest.fixture(scope="module")
