@@ -489,7 +489,9 @@ def test_regressions_page_renders(server: str, browser: DevTools, tmp_path: Path
     )
     names = set(str(rows or "").splitlines())
     want = {"bench_toy.track_level", "bench_toy.Toy.time_sleep(1)", "bench_toy.Toy.time_sleep(2)"}
-    assert names == want, f"regressions table lists {names}"
+    # track_level's step is exact; the sleeps' steps are wall time, which a loaded machine can
+    # blur below asv's threshold, so they may be missing but nothing else may appear.
+    assert "bench_toy.track_level" in names and names <= want, f"regressions table lists {names}"
     factor = browser.evaluate(
         "$('#regressions-body table:not(.ignored) tbody tr').filter(function(){"
         "return $(this).text().indexOf('track_level')>=0;}).find('td').eq(3).text()"
