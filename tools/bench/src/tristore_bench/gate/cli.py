@@ -40,6 +40,8 @@ from pathlib import Path
 
 import click
 
+from tristore_bench import instructions as callgrind
+from tristore_bench.gate import calibrate_instructions as cal_instr
 from tristore_bench.gate import instructions as instr
 from tristore_bench.gate.calibrate import Calibration, calibration_markdown, run_calibration
 from tristore_bench.gate.report import GateSummary, gate_markdown
@@ -204,6 +206,27 @@ def _echo(message: str) -> None:
     help="Keep the per-round --benchmark-json files here.",
 )
 @click.option("--calibrate", is_flag=True, help="Measure the gate: A/A runs (plus --inject).")
+@click.option(
+    "--measure",
+    "measure_kind",
+    type=click.Choice(["wall", "instructions"]),
+    default="wall",
+    show_default=True,
+    help="--calibrate: the wall-time verdicts (gate runs) or the instruction verdicts (counts).",
+)
+@click.option(
+    "--levels",
+    default="2,5",
+    show_default=True,
+    help="--calibrate --measure instructions: injected percents whose detection is measured.",
+)
+@click.option(
+    "--merge",
+    "merge_paths",
+    multiple=True,
+    type=click.Path(dir_okay=False, exists=True, path_type=Path),
+    help="--calibrate --measure instructions: add the counts of this state file (repeatable).",
+)
 @click.option("--runs", default=10, show_default=True, help="Gate runs for --calibrate.")
 @click.option("--max-minutes", default=0.0, help="--calibrate: stop after this long (0: none).")
 @click.option(
@@ -252,6 +275,9 @@ def command(
     json_path: Path | None,
     keep: Path | None,
     calibrate: bool,
+    measure_kind: str,
+    levels: str,
+    merge_paths: Sequence[Path],
     runs: int,
     max_minutes: float,
     inject: float,
@@ -294,7 +320,9 @@ def command(
         with contextlib.ExitStack() as stack:
             workdir = keep or Path(stack.enter_context(tempfile.TemporaryDirectory()))
             workdir.mkdir(parents=True, exist_ok=True)
-            if calibrate:
+            if calibrate and measure_kind == "instructions":
+                code = _calibrate_instructions(opts, root, _levels(levels), merge_paths)
+            elif calibrate:
                 code = _calibrate(opts, root, tests, workdir)
             elif base_ref is None:
                 raise click.UsageError("--base REF is required (or --calibrate)")
@@ -409,6 +437,62 @@ def _exit_code(summary: GateSummary, opts: Options) -> int:
     if opts.fail_on_inconclusive and summary.inconclusive:
         return EXIT_INCONCLUSIVE
     return EXIT_OK
+
+
+def _levels(text: str) -> tuple[float, ...]:
+    try:
+        levels = tuple(float(part) for part in text.split(",") if part.strip())
+    except ValueError as exc:
+        raise click.BadParameter(
+            f"{text!r}: expected percents like 2,5", param_hint="--levels"
+        ) from exc
+    if not levels or not all(0 < x <= 1000 for x in levels):
+        raise click.BadParameter(f"{text!r}: each level in (0, 1000]", param_hint="--levels")
+    return levels
+
+
+def _calibrate_instructions(
+    opts: Options, root: Path, levels: tuple[float, ...], merge_paths: Sequence[Path]
+) -> int:
+    """Instruction verdicts of one library, resumable through ``--json`` (the state file)."""
+    reason = callgrind.available()
+    if reason is not None:
+        raise GateError(f"instruction calibration needs valgrind: {reason}")
+    deadline = time.monotonic() + opts.max_minutes * 60 if opts.max_minutes else math.inf
+    state = opts.json_path
+    with _source(opts.head_ref, root, opts.src_dir) as (src, desc):
+        fresh = cal_instr.InstrCalibration(
+            source=desc, valgrind=callgrind.valgrind_version() or "valgrind (unknown)",
+            threshold=opts.instr_threshold, levels=levels,
+        )  # fmt: skip
+        try:
+            cal = cal_instr.InstrCalibration.load(state) if state and state.exists() else fresh
+            for path in merge_paths:
+                cal.merge(cal_instr.InstrCalibration.load(path))
+            if (cal.source, cal.valgrind, cal.threshold, cal.levels) != (
+                fresh.source, fresh.valgrind, fresh.threshold, fresh.levels,
+            ):  # fmt: skip
+                raise cal_instr.CalibrationMismatch(
+                    f"{state} counted {cal.source} ({cal.valgrind}); this run counts {desc}"
+                )
+        except (cal_instr.CalibrationMismatch, KeyError, ValueError) as exc:
+            raise GateError(f"calibration state: {exc}") from exc
+        _echo(f"calibrate instructions: {desc}, {opts.runs} rounds, levels {levels}")
+        cal_instr.run(
+            cal, opts.runs, src, workloads=instr.selected(opts.only), state=state,
+            progress=_echo, deadline=deadline,
+        )  # fmt: skip
+    markdown = cal_instr.markdown(cal, opts.argv)
+    if opts.report_path is not None:
+        opts.report_path.write_text(markdown)
+    if state is not None:
+        cal.write(state)
+    click.echo(markdown)
+    summary = cal.summary()
+    caught_all = all(
+        d["same_round_caught"] == d["same_round"] for d in summary["detection"].values()
+    )
+    return EXIT_OK if summary["aa_false"] == 0 and caught_all else EXIT_REGRESSION
 
 
 def _skips(measured: Rounds, side: str) -> dict[str, str]:
