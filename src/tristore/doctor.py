@@ -8,7 +8,7 @@ from typing import Any
 
 from tristore.config import Settings, redact_text
 from tristore.errors import TristoreError
-from tristore.stores import CacheStore, GraphStore, SQLiteStore
+from tristore.stores import CacheStore, CheckedOnDisk, GraphStore, SQLiteStore, Store
 
 
 @dataclass
@@ -21,14 +21,14 @@ class StoreReport:
     open_ms: float = 0.0
 
 
-async def _probe(name: str, store: Any, settings: Settings, full_check: bool) -> StoreReport:
+async def _probe(name: str, store: Store, settings: Settings, full_check: bool) -> StoreReport:
     report = await _open_and_check(name, store, full_check)
     # Whatever a driver put in a message, the Redis URL's secrets never reach the report.
     report.error = redact_text(report.error, settings.redis.url)
     return report
 
 
-async def _open_and_check(name: str, store: Any, full_check: bool) -> StoreReport:
+async def _open_and_check(name: str, store: Store, full_check: bool) -> StoreReport:
     started = time.perf_counter()
     try:
         await store.open()
@@ -41,7 +41,7 @@ async def _open_and_check(name: str, store: Any, full_check: bool) -> StoreRepor
         settings = await store.effective_settings()
         if not _healthy(health):
             return StoreReport(name, ok=False, version=version, error=f"health check: {health}")
-        if isinstance(store, SQLiteStore):
+        if isinstance(store, CheckedOnDisk):
             findings = await store.integrity(full=full_check)
             if findings:
                 pragma = "integrity_check" if full_check else "quick_check"

@@ -16,7 +16,7 @@ from tenacity import AsyncRetrying, retry_if_exception_type, wait_exponential
 from tristore.config import Settings
 from tristore.errors import TristoreError
 from tristore.pool import Pool
-from tristore.stores import CacheStore, GraphStore, SQLiteStore
+from tristore.stores import CacheStore, GraphStore, SQLiteStore, Store
 
 log = logging.getLogger(__name__)
 
@@ -85,7 +85,7 @@ class PoolManager:
         self.max_backoff = max_backoff
         self.health: dict[str, Health] = {name: Health() for name in self.pools()}
         self._tasks: list[asyncio.Task[None]] = []
-        self._opened: list[Any] = []
+        self._opened: list[Store] = []
 
     def pools(self) -> dict[str, Pool[Any]]:
         return {
@@ -98,7 +98,8 @@ class PoolManager:
 
     async def open(self, *, monitor: bool = True) -> None:
         try:
-            for store in (self.sqlite, self.graph, self.cache):
+            stores: tuple[Store, ...] = (self.sqlite, self.graph, self.cache)
+            for store in stores:
                 await store.open()
                 self._opened.append(store)
         except BaseException:

@@ -1,7 +1,15 @@
-"""One module per store; each exposes ``open``/``close``/``check``/``stats``/``version``."""
+"""One module per store; each implements :class:`~tristore.stores.base.Store`."""
 
+from tristore.stores.base import CheckedOnDisk, Store
 from tristore.stores.cache import CacheStore
 from tristore.stores.graph import GraphStore, available_engines
 from tristore.stores.sqlite import SQLiteStore
 
-__all__ = ["CacheStore", "GraphStore", "SQLiteStore", "available_engines"]
+__all__ = [
+    "CacheStore",
+    "CheckedOnDisk",
+    "GraphStore",
+    "SQLiteStore",
+    "Store",
+    "available_engines",
+]
