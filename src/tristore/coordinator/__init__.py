@@ -89,11 +89,11 @@ entities across the stores and reports any drift. ``coordinator.faults`` is a te
 inject failures at named points of the protocol.
 """
 
-from tristore.coordinator.core import Coordinator, RecoveryReport, marker_key
+from tristore.coordinator.core import Coordinator, RecoveryReport
 from tristore.coordinator.faults import Faults
 from tristore.coordinator.graph_apply import MARKER_TABLE
 from tristore.coordinator.log import TABLE as INTENT_TABLE
-from tristore.coordinator.ops import CACHE_COMMANDS, MARKER_PREFIX
+from tristore.coordinator.ops import CACHE_COMMANDS, MARKER_PREFIX, marker_key
 from tristore.coordinator.transaction import SqlResult, Transaction
 from tristore.coordinator.validate import (
     ConsistencyReport,

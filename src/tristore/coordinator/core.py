@@ -46,8 +46,9 @@ from tristore.coordinator.graph_apply import (
     stage_graph,
 )
 from tristore.coordinator.log import Intent, Mark
-from tristore.coordinator.ops import APPLY_SCRIPT, MARKER_PREFIX, script_args
+from tristore.coordinator.ops import APPLY_SCRIPT, marker_key, script_args
 from tristore.coordinator.transaction import Transaction, _current
+from tristore.coordinator.validate import validate_consistency
 from tristore.errors import (
     ConfigError,
     CoordinatorError,
@@ -61,10 +62,6 @@ from tristore.stores.graph import translate as graph_translate
 from tristore.stores.sqlite import translate as sqlite_translate
 
 log = logging.getLogger(__name__)
-
-
-def marker_key(txid: str) -> str:
-    return MARKER_PREFIX + txid
 
 
 @dataclass(frozen=True)
@@ -279,31 +276,31 @@ class Coordinator:
             else None
         )
         tx.state = "committing"
-        kacq: Any = None
-        kconn: Any = None  # set once the graph ops ran: a Kuzu transaction is open on it
+        graph_lane: Any = None
+        graph_conn: Any = None  # set once the graph ops ran: a Kuzu transaction is open on it
         marks: list[Mark] = []
         try:
             if intent is not None and intent.graph_ops:
-                kacq = self.graph.writer.acquire(timeout=self.lock_timeout)
+                graph_lane = self.graph.writer.acquire(timeout=self.lock_timeout)
                 try:
-                    conn = await kacq.__aenter__()
+                    conn = await graph_lane.__aenter__()
                 except PoolTimeout as exc:
-                    kacq = None
+                    graph_lane = None
                     self._count("deadlocks")
                     raise DeadlockError(
                         f"held the SQLite writer lane and waited {self.lock_timeout:g}s for the "
                         "Kuzu writer lane (a long graph write, or a cycle); rolled back"
                     ) from exc
                 await self._stage(conn, intent)  # on failure it has discarded the connection
-                kconn = conn
+                graph_conn = conn
             marks, self._done = self._done, []
             await self._commit_sqlite(tx, intent, marks)
         except BaseException:
             self._done[:0] = marks
-            if kconn is not None:
-                await self._drop_graph(kconn)
-            if kacq is not None:
-                await kacq.__aexit__(None, None, None)
+            if graph_conn is not None:
+                await self._drop_graph(graph_conn)
+            if graph_lane is not None:
+                await graph_lane.__aexit__(None, None, None)
             await tx._abort()
             raise
         # -- committed: from here on nothing is raised to the caller --
@@ -318,9 +315,9 @@ class Coordinator:
                 try:
                     self.faults.fire("after_commit")
                 except Exception:
-                    await self._abandon(intent, kconn, kacq, ticket)
+                    await self._abandon(intent, graph_conn, graph_lane, ticket)
                 else:
-                    await self._finish(intent, kconn, kacq, ticket)
+                    await self._finish(intent, graph_conn, graph_lane, ticket)
             finally:
                 self._live.discard(intent.txid)
             self._settle(intent)
@@ -696,8 +693,6 @@ class Coordinator:
 
     async def validate(self, **options: Any) -> Any:
         """Shorthand for :func:`tristore.coordinator.validate_consistency`."""
-        from tristore.coordinator.validate import validate_consistency
-
         return await validate_consistency(self, **options)
 
 

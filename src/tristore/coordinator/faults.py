@@ -3,9 +3,18 @@
 from __future__ import annotations
 
 from collections.abc import Callable
-from typing import Any
+from dataclasses import dataclass
 
 from tristore.errors import ConfigError
+
+
+@dataclass
+class ArmedFault:
+    """What one armed point does when reached: raise ``error`` or call ``action``."""
+
+    error: BaseException | None
+    action: Callable[[], None] | None
+    times: int  # firings left
 
 
 class Faults:
@@ -27,7 +36,7 @@ class Faults:
     )
 
     def __init__(self) -> None:
-        self._armed: dict[str, list[Any]] = {}
+        self._armed: dict[str, ArmedFault] = {}
 
     def arm(
         self,
@@ -41,7 +50,7 @@ class Faults:
             raise ConfigError(f"fault point {point!r}: expected one of {sorted(self.POINTS)}")
         if (error is None) == (action is None):
             raise ConfigError("fault: pass exactly one of error= and action=")
-        self._armed[point] = [error, action, times]
+        self._armed[point] = ArmedFault(error, action, times)
 
     def disarm(self, point: str | None = None) -> None:
         if point is None:
@@ -53,10 +62,10 @@ class Faults:
         entry = self._armed.get(point)
         if entry is None:
             return
-        entry[2] -= 1
-        if entry[2] <= 0:
+        entry.times -= 1
+        if entry.times <= 0:
             self._armed.pop(point, None)
-        if entry[1] is not None:
-            entry[1]()
-        else:
-            raise entry[0]
+        if entry.action is not None:
+            entry.action()
+        elif entry.error is not None:
+            raise entry.error

@@ -222,6 +222,12 @@ def type_checks(ops: Sequence[CacheOp]) -> list[tuple[str, str]]:
 
 MARKER_PREFIX = "tristore:applied:"
 
+
+def marker_key(txid: str) -> str:
+    """The Redis key whose presence says a transaction's cache ops were applied."""
+    return MARKER_PREFIX + txid
+
+
 # KEYS[1] = the transaction's marker. ARGV = ttl_ms, n_checks, (key, type)*, n_ops, (argc, cmd,
 # arg*)*. Flat arguments rather than JSON: binary-safe and no Lua number conversions. Applies the
 # ops only if the marker is absent and then sets it, in one atomic script: a replay is a no-op.

@@ -22,9 +22,8 @@ from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
 from tristore.coordinator import log as intent_log
-from tristore.coordinator.core import marker_key
 from tristore.coordinator.graph_apply import MARKER_TABLE
-from tristore.coordinator.ops import MARKER_PREFIX
+from tristore.coordinator.ops import MARKER_PREFIX, marker_key
 from tristore.errors import TristoreError
 
 if TYPE_CHECKING:
