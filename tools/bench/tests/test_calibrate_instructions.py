@@ -49,9 +49,7 @@ def _cal() -> ci.InstrCalibration:
 
 def test_aa_within_threshold_is_all_unchanged_and_injections_are_caught(tmp_path: Path) -> None:
     fake = FakeCallgrind([0.0, 0.002, -0.003, 0.001])
-    cal = ci.run(
-        _cal(), 4, tmp_path, workloads=["pool_checkout", "sqlite_write"], measure=fake
-    )
+    cal = ci.run(_cal(), 4, tmp_path, workloads=["pool_checkout", "sqlite_write"], measure=fake)
     s = cal.summary()
     # 2 A/A variants x C(4, 2) pairs x 2 workloads; disjoint: 2 x 2 x 2
     assert (s["aa_verdicts"], s["aa_false"]) == (24, 0)

@@ -7,22 +7,28 @@ What it does (``tristore-bench gate --base origin/main``):
 2. runs HEAD's ``tests/perf`` (``pytest -m perf``) once per *round* per side, with
    ``PYTHONPATH`` pointing at that side's library, interleaved base/head/head/base/...; each
    round writes ``--benchmark-json`` with every raw sample;
-3. reduces each round to one number per benchmark (its fastest sample per operation), compares
-   the rounds of the two sides with a one-sided Mann-Whitney U test and a Hodges-Lehmann ratio,
-   and calls a **regression** only when ratio >= 1.10 *and* p < 0.01 after Holm's adjustment
-   over the benchmarks (why these choices: see :mod:`tristore_bench.gate.stats`);
-4. writes a Markdown report (table + ``pytest-benchmark compare`` of the pooled samples) and
-   exits **1** on a regression, **0** otherwise, **2** when it cannot judge (a failing perf
-   test, a bad ref, a timeout).
-
-5. with valgrind installed, counts the instructions of the CPU-bound hot paths on both sides
+3. reduces each round to one number per benchmark (its fastest sample per operation) and, at
+   each look (8, 12, 16, 20 rounds per side by default), puts a distribution-free confidence
+   interval on each benchmark's head/base ratio (Moses' interval, which goes with the
+   Hodges-Lehmann estimate). **regression** when the interval lies above 1 and the estimate
+   reaches sqrt(1.10); **unchanged** when the interval lies inside (1/1.10, 1.10); rounds go on
+   until every verdict settles, and one still open when rounds or budget run out is
+   **inconclusive**, never "unchanged". The confidence level is Bonferroni-corrected over both
+   directions, every benchmark and every look, so identical code fails a gate with chance below
+   ``--alpha`` (the rule and its derivation: :mod:`tristore_bench.gate.stats`);
+4. with valgrind installed, counts the instructions of the CPU-bound hot paths on both sides
    (:mod:`tristore_bench.gate.instructions`): a second table, exact where wall time is noisy; a
-   count more than 2% above base is a regression too (exit 1).
+   count more than 2% above base is a regression too;
+5. writes a Markdown report (both tables, ``pytest-benchmark compare`` of the pooled samples,
+   the top functions by instruction delta) and exits **1** on a regression, **3** on an
+   inconclusive verdict with ``--fail-on-inconclusive`` (else 0), **2** when it cannot judge (a
+   failing perf test, a bad ref, a timeout), **0** otherwise.
 
-The defaults (12 rounds per side, ~6 s per round) finish in about 2.5 min on two quiet cores;
-a budget (default 270 s) stops adding rounds early, never below 6 per side, so the gate stays
-under five minutes on a loaded machine too. ``--calibrate`` measures the gate itself (see
-:mod:`tristore_bench.gate.calibrate`).
+A budget (default 270 s for the wall-time rounds) stops adding rounds early, never below
+``--min-rounds``, so the gate stays under five minutes on a loaded machine too. ``--calibrate``
+measures the gate itself: ``--measure wall`` runs whole A/A (or injected) gates
+(:mod:`tristore_bench.gate.calibrate`), ``--measure instructions`` counts the instruction
+verdicts' A/A and injected detection (:mod:`tristore_bench.gate.calibrate_instructions`).
 """
 
 from __future__ import annotations
