@@ -51,6 +51,9 @@ from tristore_bench.workloads import INJECT_ENV, WORKLOADS
 
 FORMAT = "tristore-bench instruction calibration 1"
 DEFAULT_LEVELS = (2.0, 5.0)
+# Thresholds whose verdicts are also reported: the counts do not depend on the threshold, so one
+# calibration shows where A/A false verdicts start and where injected ones stop being caught.
+SWEEP = (0.005, 0.0075, 0.01, 0.015, 0.02)
 PLAIN, ZERO = "plain", "zero"
 
 
@@ -103,6 +106,7 @@ class InstrCalibration:
             "seconds": self.seconds,
             "counts": self.counts,
             "summary": self.summary(),
+            "threshold_sweep": [self.summary(t) for t in SWEEP if t != self.threshold],
         }
 
     def write(self, path: Path) -> None:
@@ -130,9 +134,12 @@ class InstrCalibration:
         )
 
     def merge(self, other: InstrCalibration) -> None:
-        """Add ``other``'s counts (later rounds): same library, valgrind, threshold, levels."""
-        mine = (self.source, self.valgrind, self.threshold, self.levels)
-        theirs = (other.source, other.valgrind, other.threshold, other.levels)
+        """Add ``other``'s counts (later rounds): same library, valgrind and levels.
+
+        The threshold is not part of the identity: counts do not depend on it, verdicts do.
+        """
+        mine = (self.source, self.valgrind, self.levels)
+        theirs = (other.source, other.valgrind, other.levels)
         if mine != theirs:
             raise CalibrationMismatch(f"cannot merge {theirs} into {mine}")
         for workload, variants in other.counts.items():
@@ -150,13 +157,16 @@ class InstrCalibration:
 
     # -- verdicts --------------------------------------------------------------------------------
 
-    def summary(self) -> dict[str, Any]:
-        rows = [self.workload_summary(w) for w in sorted(self.counts)]
+    def summary(self, threshold: float | None = None) -> dict[str, Any]:
+        """Verdicts at ``threshold`` (default: the calibration's own)."""
+        threshold = self.threshold if threshold is None else threshold
+        rows = [self.workload_summary(w, threshold) for w in sorted(self.counts)]
         aa_all = sum(r["aa_pairs"] for r in rows)
         aa_false = sum(r["aa_false"] for r in rows)
         aa_disjoint = sum(r["aa_disjoint_pairs"] for r in rows)
         aa_disjoint_false = sum(r["aa_disjoint_false"] for r in rows)
         out: dict[str, Any] = {
+            "threshold": threshold,
             "aa_verdicts": aa_all,
             "aa_false": aa_false,
             "aa_false_ci95": clopper_pearson(aa_false, aa_all),
@@ -182,9 +192,9 @@ class InstrCalibration:
             }
         return out
 
-    def workload_summary(self, workload: str) -> dict[str, Any]:
+    def workload_summary(self, workload: str, threshold: float | None = None) -> dict[str, Any]:
         per = self.counts.get(workload, {})
-        threshold = self.threshold
+        threshold = self.threshold if threshold is None else threshold
         aa_pairs = aa_false = disjoint = disjoint_false = 0
         spreads: dict[str, float] = {}
         for variant in (PLAIN, ZERO):
@@ -311,7 +321,7 @@ def markdown(cal: InstrCalibration, command: str) -> str:
         "",
         f"`{command}`",
         "",
-        f"Library: {cal.source}; {cal.valgrind}; threshold {100 * cal.threshold:g}%; "
+        f"Library: {cal.source}; valgrind {cal.valgrind}; threshold {100 * cal.threshold:g}%; "
         f"one injected loop iteration = {cal.loop_per_iteration:.1f} instructions; "
         f"{cal.seconds / 60:.0f} min of counting.",
         "",
@@ -326,6 +336,19 @@ def markdown(cal: InstrCalibration, command: str) -> str:
             f"(95% CI {ci(d['same_round_rate_ci95'])}), {d['all_pairs_caught']} of "
             f"{d['all_pairs']} over all pairs."
         )
+    lines += ["", "Threshold sweep (the same counts, judged at each threshold):", ""]
+    lines += [
+        "| threshold | A/A false / verdicts |"
+        + "".join(f" {inject_variant(x)}% caught (same round) |" for x in cal.levels),
+        "|---|---|" + "---|" * len(cal.levels),
+    ]
+    for t in sorted({*SWEEP, cal.threshold}):
+        sw = cal.summary(t)
+        cells = [f"{100 * t:g}%", f"{sw['aa_false']} / {sw['aa_verdicts']}"]
+        for level in cal.levels:
+            d = sw["detection"].get(inject_variant(level))
+            cells.append(f"{d['same_round_caught']} / {d['same_round']}" if d else "-")
+        lines.append("| " + " | ".join(cells) + " |")
     header = "| workload | rounds | per op | spread plain / zero | A/A false / pairs |"
     header += "".join(f" {inject_variant(x)} caught (min ratio) |" for x in cal.levels)
     lines += ["", header, "|" + "---|" * (5 + len(cal.levels))]

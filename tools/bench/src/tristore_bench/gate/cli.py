@@ -473,11 +473,14 @@ def _calibrate_instructions(
         )  # fmt: skip
         try:
             cal = cal_instr.InstrCalibration.load(state) if state and state.exists() else fresh
+            cal.threshold = fresh.threshold  # verdicts at this run's --instr-threshold
             for path in merge_paths:
                 cal.merge(cal_instr.InstrCalibration.load(path))
-            if (cal.source, cal.valgrind, cal.threshold, cal.levels) != (
-                fresh.source, fresh.valgrind, fresh.threshold, fresh.levels,
-            ):  # fmt: skip
+            if (cal.source, cal.valgrind, cal.levels) != (
+                fresh.source,
+                fresh.valgrind,
+                fresh.levels,
+            ):
                 raise cal_instr.CalibrationMismatch(
                     f"{state} counted {cal.source} ({cal.valgrind}); this run counts {desc}"
                 )
