@@ -81,9 +81,17 @@ class SQLiteSettings:
     synchronous: SyncMode = "NORMAL"
     readers: int = 4
     max_value_bytes: int = 16 * MiB
+    # Write transactions on the event loop thread when SQLite's commit is cheap (WAL, synchronous
+    # OFF/NORMAL); the budget bounds how long one may block the loop, in SQLite VM steps.
+    inline_writes: bool = True
+    inline_max_steps: int = 20_000
+    # Background PASSIVE checkpoints (inline mode) start when the WAL file grows past this.
+    checkpoint_wal_bytes: int = 4 * MiB
 
     def __post_init__(self) -> None:
         _within("sqlite.busy_timeout_ms", self.busy_timeout_ms, 0, INT32_MAX)
+        _within("sqlite.inline_max_steps", self.inline_max_steps, 100, INT32_MAX)
+        _within("sqlite.checkpoint_wal_bytes", self.checkpoint_wal_bytes, 64 * 1024, 2**40)
         # Negative: a size in KiB rather than pages, as SQLite reads it.
         _within("sqlite.cache_size", self.cache_size, -INT32_MAX - 1, INT32_MAX)
         _within("sqlite.readers", self.readers, 1, MAX_READERS)

@@ -25,6 +25,13 @@ async def test_sqlite_store_is_the_real_store_on_a_private_copy(
         "cache_size": 10_000,
         "synchronous": "NORMAL",
         "foreign_keys": True,
+        # Inline writes: the writer connection itself never waits (SQLITE_BUSY goes to the
+        # writer thread, which waits busy_timeout_ms), and checkpoints run in the background.
+        "writer_busy_timeout_ms": 0,
+        "wal_autocheckpoint": 0,
+        "write_path": "inline",
+        "inline_max_steps": 20_000,
+        "checkpoint": "background PASSIVE past 4194304 WAL bytes",
     }
     # The schema is there (reference rows included), the business tables are empty.
     assert await sqlite_store.fetchall("SELECT tier FROM pricing_tiers ORDER BY tier") == [

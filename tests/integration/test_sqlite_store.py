@@ -37,6 +37,13 @@ async def test_pragmas_applied_on_writer_and_every_reader(sqlite_store: SQLiteSt
         "cache_size": 10_000,
         "synchronous": "NORMAL",
         "foreign_keys": True,
+        # Inline writes: the writer connection itself never waits (SQLITE_BUSY goes to the
+        # writer thread, which waits busy_timeout_ms), and checkpoints run in the background.
+        "writer_busy_timeout_ms": 0,
+        "wal_autocheckpoint": 0,
+        "write_path": "inline",
+        "inline_max_steps": 20_000,
+        "checkpoint": "background PASSIVE past 4194304 WAL bytes",
     }
 
     async def reader_pragmas() -> dict:

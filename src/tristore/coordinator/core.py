@@ -4,10 +4,10 @@ See the package docstring for what a caller can rely on; this module is how it i
 commit, with the locks it holds (always taken in this order, each wait bounded):
 
     SQLite writer lane ──────────────────────────────┐ (held from __aenter__)
-      body: tx.sql hops (BEGIN IMMEDIATE rides on the first one)
+      body: tx.sql steps, inline when SQLite allows (BEGIN IMMEDIATE rides on the first one)
       Kuzu writer lane ─────────────────────────────────────────────┐ (bounded: DeadlockError)
         hop: replay graph backlog, BEGIN, graph ops, AppliedTx marker (no COMMIT yet)
-        hop: INSERT intent + piggy-backed "applied" marks + COMMIT   <- the commit point
+        step: INSERT intent + piggy-backed "applied" marks + COMMIT  <- the commit point
       take a cache turn (a ticket: cache phases run in commit order)
     release SQLite lane ─────────────────────────────┘
         hop: Kuzu COMMIT                        ║ cache turn: one EVALSHA (backlog first)
@@ -362,24 +362,21 @@ class Coordinator:
     async def _commit_sqlite(
         self, tx: Transaction, intent: Intent | None, marks: list[Mark]
     ) -> None:
-        conn = tx._conn
-        assert conn is not None
-        begin = not tx._begun
-        if begin and intent is None and not marks:
+        conn, wtx = tx._conn, tx._wtx
+        assert conn is not None and wtx is not None
+        if not tx._begun and intent is None and not marks:
             return  # nothing was written: there is nothing to commit
         faults = self.faults
 
         def work(c: sqlite3.Connection) -> None:
-            if begin:
-                c.execute("BEGIN IMMEDIATE")
+            # BEGIN IMMEDIATE (if no tx.sql ran) and COMMIT come from the step around this.
             faults.fire("sqlite.commit")
             if intent is not None:
                 intent.seq = intent_log.insert(c, intent)
             intent_log.mark(c, marks)
-            c.execute("COMMIT")
 
         try:
-            await conn.run(work)
+            await wtx.step(work, commit=True)
         except sqlite3.Error as exc:
             raise sqlite_translate(exc) from exc
         finally:

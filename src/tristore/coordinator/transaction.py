@@ -26,7 +26,7 @@ from tristore.errors import (
     PoolTimeout,
     TristoreError,
 )
-from tristore.stores.sqlite import Params, SQLiteConnection, check_params
+from tristore.stores.sqlite import Params, SQLiteConnection, WriterTx, check_params
 from tristore.stores.sqlite import translate as sqlite_translate
 
 if TYPE_CHECKING:
@@ -80,6 +80,7 @@ class Transaction:
         self._commit_hooks: list[Hook] = []
         self._acq: Any = None
         self._conn: SQLiteConnection | None = None
+        self._wtx: WriterTx | None = None
         self._begun = False
         self._failure: BaseException | None = None
         self._sql_lock = asyncio.Lock()
@@ -111,6 +112,7 @@ class Transaction:
                 f"waited {self._timeout:g}s for the SQLite writer lane (the first lock of a "
                 "coordinated transaction); nothing was done"
             ) from exc
+        self._wtx = coord.sqlite.writer_tx(self._conn)
         self._token = _current.set(self)
         self.state = "open"
         coord._count("begun")
@@ -146,9 +148,13 @@ class Transaction:
         return await self._run_sql(lambda c: _execute(c, sql, params))
 
     async def sql_fn(self, fn: Callable[[sqlite3.Connection], T]) -> T:
-        """Run ``fn(conn)`` inside the transaction in one thread hop (several statements).
+        """Run ``fn(conn)`` inside the transaction (several statements, no await between).
 
-        ``fn`` must not commit or roll back; it runs on the writer connection's thread.
+        ``fn`` must not commit or roll back. It runs on the event loop when the SQLite writer is
+        in inline mode, else on its thread; it may be called again on the thread (with the
+        transaction's earlier statements replayed) if a statement meets SQLITE_BUSY or exceeds
+        ``sqlite.inline_max_steps``, so it must have no effects outside the connection and
+        return an equal value for the same data (see :class:`tristore.stores.sqlite.WriterTx`).
         """
         self._require_open()
         return await self._run_sql(fn)
@@ -210,16 +216,15 @@ class Transaction:
             raise CoordinatorError(f"transaction {self.txid} is {self.state}, not open")
 
     async def _run_sql(self, fn: Callable[[sqlite3.Connection], T]) -> T:
-        conn = self._conn
-        assert conn is not None
+        conn, wtx = self._conn, self._wtx
+        assert conn is not None and wtx is not None
         async with self._sql_lock:
             if self._failure is not None:
                 raise CoordinatorError(
                     f"transaction {self.txid} already failed ({self._failure}); it will roll back"
                 ) from self._failure
-            begin = not self._begun
             try:
-                result = await conn.run(lambda c: _in_tx(c, fn, begin))
+                result = await wtx.step(fn)
             except sqlite3.Error as exc:
                 err = sqlite_translate(exc)
                 self._failure = err
@@ -245,13 +250,13 @@ class Transaction:
         await self._run_hooks(self._abort_hooks)
 
     async def _rollback_sqlite(self) -> None:
-        conn, acq = self._conn, self._acq
-        if conn is None or acq is None:
+        conn, acq, wtx = self._conn, self._acq, self._wtx
+        if conn is None or acq is None or wtx is None:
             return
-        self._conn = self._acq = None
+        self._conn = self._acq = self._wtx = None
         failed: BaseException | None = None
         try:
-            await asyncio.shield(conn.run(_rollback))
+            await asyncio.shield(wtx.rollback())
         except BaseException as exc:  # cancelled, or the rollback itself failed: unknown state
             self.coordinator.sqlite.writer.discard(conn)
             failed = exc
@@ -261,7 +266,7 @@ class Transaction:
 
     async def _release_sqlite(self) -> None:
         acq = self._acq
-        self._conn = self._acq = None
+        self._conn = self._acq = self._wtx = None
         if acq is not None:
             # Never raises: the commit is done, and the caller holds a cache turn that the
             # transactions behind it are waiting for.
@@ -285,14 +290,3 @@ def _execute(conn: sqlite3.Connection, sql: str, params: Params) -> SqlResult:
     cur = conn.execute(sql, params)
     rows = cur.fetchall() if cur.description else []
     return SqlResult(rows, cur.lastrowid, cur.rowcount)
-
-
-def _in_tx(conn: sqlite3.Connection, fn: Callable[[sqlite3.Connection], T], begin: bool) -> T:
-    if begin:
-        conn.execute("BEGIN IMMEDIATE")
-    return fn(conn)
-
-
-def _rollback(conn: sqlite3.Connection) -> None:
-    if conn.in_transaction:
-        conn.execute("ROLLBACK")

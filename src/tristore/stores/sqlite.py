@@ -2,17 +2,35 @@
 
 Every write goes through a single connection with ``BEGIN IMMEDIATE``: SQLite allows one writer
 anyway, and a DEFERRED transaction that upgrades to a write gets SQLITE_BUSY without honouring
-busy_timeout. A whole write transaction runs in one hop to the connection's thread
-(:meth:`SQLiteStore.write`), because aiosqlite's execute/commit awaits cost about 4x raw sqlite3.
-Since BEGIN..COMMIT/ROLLBACK then run together in that thread, a cancelled caller can never leave a
-transaction open on the writer.
+busy_timeout.
+
+Inline writes. A thread hop costs ~40 us here, more than a whole WAL/NORMAL commit (~20 us), so
+when the commit is cheap (journal_mode WAL, synchronous OFF/NORMAL) a write transaction runs on the
+event loop thread itself, on the same sqlite3 connection (opened with check_same_thread=False).
+That is safe because the writer pool hands its one connection to one user at a time, and every
+path that queues work to aiosqlite's thread awaits it before the holder continues; the one way a
+hop can outlive its await, cancellation, discards the connection (the pool does it on a
+CancelledError, :class:`WriterTx` goes to the thread for good). So the two threads never use the
+connection at once, and SQLite's own serialized mode (``sqlite3.threadsafety == 3``) is a second
+guard. On the inline path:
+
+* ``busy_timeout`` is 0: a lock held by another process gives SQLITE_BUSY at once instead of
+  blocking the loop; the transaction is then run on the writer thread with the real timeout.
+* A progress handler counts VM steps; past ``sqlite.inline_max_steps`` it interrupts. SQLite
+  3.40 rolls the *whole* transaction back when a write statement is interrupted (a read
+  statement's interruption leaves it open), so the transaction is rolled back in either case and
+  rerun on the writer thread, where nothing blocks the loop: ``write(fn)`` may call ``fn`` twice.
+* ``wal_autocheckpoint`` is 0 (a checkpoint inside a COMMIT would block the loop): PASSIVE
+  checkpoints run on a thread and connection of their own (:class:`_Checkpointer`).
 """
 
 from __future__ import annotations
 
 import asyncio
+import logging
 import sqlite3
 from collections.abc import AsyncIterator, Callable, Iterable, Sequence
+from concurrent.futures import ThreadPoolExecutor
 from contextlib import asynccontextmanager
 from pathlib import Path
 from typing import Any, TypeVar
@@ -24,6 +42,8 @@ from tristore.errors import QueryError, StoreUnavailable
 from tristore.pool import Pool, PoolConfig
 from tristore.schema import register_functions, sqlite_script
 from tristore.stores.limits import check_values
+
+log = logging.getLogger(__name__)
 
 T = TypeVar("T")
 STORE = "sqlite"
@@ -38,11 +58,13 @@ class SQLiteConnection:
     method uses, so ordering with them is preserved.
     """
 
-    __slots__ = ("aio", "readonly")
+    __slots__ = ("aio", "inline", "readonly")
 
-    def __init__(self, aio: aiosqlite.Connection, *, readonly: bool) -> None:
+    def __init__(self, aio: aiosqlite.Connection, *, readonly: bool, inline: bool = False) -> None:
         self.aio = aio
         self.readonly = readonly
+        # True on a writer whose busy_timeout is 0 and whose statements may run on the loop.
+        self.inline = inline
 
     @property
     def raw(self) -> sqlite3.Connection:
@@ -85,13 +107,13 @@ def read_pragmas(conn: sqlite3.Connection) -> dict[str, Any]:
     }
 
 
-def verify_pragmas(conn: sqlite3.Connection, settings: Settings) -> None:
+def verify_pragmas(conn: sqlite3.Connection, settings: Settings, *, inline: bool = False) -> None:
     """Read the pragmas back: a pragma SQLite does not understand is silently ignored."""
     s = settings.sqlite
     actual = read_pragmas(conn)
     expected = {
         "journal_mode": s.journal_mode,
-        "busy_timeout_ms": s.busy_timeout_ms,
+        "busy_timeout_ms": 0 if inline else s.busy_timeout_ms,
         "cache_size": s.cache_size,
         "synchronous": s.synchronous,
         "foreign_keys": True,
@@ -100,6 +122,48 @@ def verify_pragmas(conn: sqlite3.Connection, settings: Settings) -> None:
     if wrong:
         detail = ", ".join(f"{k}={a!r} (expected {e!r})" for k, (a, e) in wrong.items())
         raise StoreUnavailable(STORE, f"pragmas not applied: {detail}")
+
+
+def inline_eligible(conn: sqlite3.Connection) -> bool:
+    """Whether a commit on ``conn`` is cheap enough to run on the loop: WAL, synchronous <= NORMAL.
+
+    Read from the connection, not the settings: what SQLite applied is what a commit costs. FULL
+    and EXTRA sync the WAL on every commit (milliseconds on a real disk); a rollback journal writes
+    and syncs the database file itself.
+    """
+    mode = str(conn.execute("PRAGMA journal_mode").fetchone()[0]).upper()
+    sync = conn.execute("PRAGMA synchronous").fetchone()[0]
+    return mode == "WAL" and sync <= 1
+
+
+def _enter_inline_mode(conn: sqlite3.Connection, settings: Settings) -> None:
+    conn.execute("PRAGMA busy_timeout = 0")
+    conn.execute("PRAGMA wal_autocheckpoint = 0")
+    # A WAL file that grew under a burst is cut back to this size when it restarts.
+    conn.execute(f"PRAGMA journal_size_limit = {int(settings.sqlite.checkpoint_wal_bytes)}")
+    verify_pragmas(conn, settings, inline=True)
+    if conn.execute("PRAGMA wal_autocheckpoint").fetchone()[0] != 0:
+        raise StoreUnavailable(STORE, "pragmas not applied: wal_autocheckpoint is not 0")
+
+
+def is_busy(exc: BaseException) -> bool:
+    return getattr(exc, "sqlite_errorcode", 0) & 0xFF == sqlite3.SQLITE_BUSY
+
+
+def begin_immediate(conn: sqlite3.Connection, wait_ms: int | None) -> None:
+    """BEGIN IMMEDIATE on the writer thread, waiting up to ``wait_ms`` for the write lock.
+
+    ``wait_ms`` is None when the connection's busy_timeout is already the real one (not inline);
+    else it is set for this BEGIN only: once the lock is held a WAL writer does not wait again.
+    """
+    if wait_ms is None:
+        conn.execute("BEGIN IMMEDIATE")
+        return
+    conn.execute(f"PRAGMA busy_timeout = {int(wait_ms)}")
+    try:
+        conn.execute("BEGIN IMMEDIATE")
+    finally:
+        conn.execute("PRAGMA busy_timeout = 0")
 
 
 def translate(exc: BaseException, *, reader: bool = False) -> Exception:
@@ -166,23 +230,32 @@ class _SQLiteConnector:
         self.readonly = readonly
 
     async def connect(self) -> SQLiteConnection:
+        wants_inline = not self.readonly and self.settings.sqlite.inline_writes
         try:
             # isolation_level=None: tristore issues BEGIN IMMEDIATE itself, sqlite3 must not BEGIN.
-            aio = await aiosqlite.connect(self.settings.sqlite_path, isolation_level=None)
+            # check_same_thread=False (inline writer only): see the module docstring for why the
+            # loop thread and aiosqlite's thread never use it at once.
+            aio = await aiosqlite.connect(
+                self.settings.sqlite_path, isolation_level=None, check_same_thread=not wants_inline
+            )
         except DRIVER_ERRORS as exc:
             raise translate(exc) from exc
         try:
-            await aio._execute(self._setup, aio._conn)
+            inline = await aio._execute(self._setup, aio._conn, wants_inline)
         except BaseException as exc:
             await aio.close()
             if isinstance(exc, sqlite3.Error):
                 raise translate(exc) from exc
             raise
-        return SQLiteConnection(aio, readonly=self.readonly)
+        return SQLiteConnection(aio, readonly=self.readonly, inline=inline)
 
-    def _setup(self, conn: sqlite3.Connection) -> None:
+    def _setup(self, conn: sqlite3.Connection, wants_inline: bool) -> bool:
         _apply_pragmas(conn, self.settings, readonly=self.readonly)
         register_functions(conn)
+        inline = wants_inline and inline_eligible(conn)
+        if inline:
+            _enter_inline_mode(conn, self.settings)
+        return inline
 
     async def close(self, conn: SQLiteConnection) -> None:
         await conn.aio.close()
@@ -193,6 +266,175 @@ class _SQLiteConnector:
     async def reset(self, conn: SQLiteConnection) -> bool:
         # An open transaction on return means the caller's state is unknown: discard.
         return not conn.in_transaction
+
+
+# VM steps between two calls of the budget's progress handler: rare enough to cost nothing on a
+# single-row write (~50 steps), often enough that the budget is overshot by at most this much.
+STEP_INTERVAL = 1000
+_DONE, _BUSY, _BUDGET = "done", "busy", "budget"
+WRITE_COUNTERS = ("writes_inline", "writes_thread", "fallbacks_busy", "fallbacks_budget")
+
+
+class _Budget:
+    """The progress handler: interrupts once ``max_steps`` VM steps have run.
+
+    Once tripped it keeps interrupting, so a statement that ``fn`` runs after catching the
+    interruption fails too (if it has at least STEP_INTERVAL steps; see :meth:`SQLiteStore.write`).
+    """
+
+    __slots__ = ("left", "tripped")
+
+    def __init__(self, max_steps: int) -> None:
+        self.left = max_steps
+        self.tripped = False
+
+    def __call__(self) -> int:
+        self.left -= STEP_INTERVAL
+        if self.left < 0:
+            self.tripped = True
+        return self.tripped
+
+
+def _run_inline(
+    conn: sqlite3.Connection,
+    fn: Callable[[sqlite3.Connection], T],
+    max_steps: int,
+    *,
+    begin: bool,
+    commit: bool,
+) -> tuple[str, T | None]:
+    """Run ``fn`` (after BEGIN, before COMMIT if asked) on this thread under a step budget.
+
+    Returns (_DONE, result), or (_BUSY | _BUDGET, None) after rolling the whole transaction
+    back: the caller reruns it on the writer thread. Any other error propagates with the
+    transaction left as SQLite left it (the caller decides whether to roll back).
+    """
+    budget = _Budget(max_steps)
+    conn.set_progress_handler(budget, STEP_INTERVAL)
+    try:
+        if begin:
+            conn.execute("BEGIN IMMEDIATE")
+        result = fn(conn)
+    except BaseException as exc:
+        conn.set_progress_handler(None, 0)
+        if budget.tripped or is_busy(exc):
+            _rollback(conn)
+            return (_BUDGET if budget.tripped else _BUSY), None
+        raise
+    # Cleared before COMMIT: an interrupted COMMIT would leave the transaction open.
+    conn.set_progress_handler(None, 0)
+    if budget.tripped:  # fn caught the interruption and went on: its work is not all there
+        _rollback(conn)
+        return _BUDGET, None
+    if commit:
+        try:
+            conn.execute("COMMIT")
+        except sqlite3.OperationalError as exc:
+            if not is_busy(exc):
+                raise
+            _rollback(conn)
+            return _BUSY, None
+    return _DONE, result
+
+
+class _Checkpointer:
+    """PASSIVE WAL checkpoints on a thread and a connection of their own, off the commit path.
+
+    The writer has ``wal_autocheckpoint = 0`` (inline mode), so without this the WAL would grow
+    without bound. Every CHECK_EVERY commits the WAL file's size is read (a stat, ~1 us); past
+    ``sqlite.checkpoint_wal_bytes`` one checkpoint starts unless one is running. PASSIVE never
+    waits for a lock and is bounded by the frames it copies; with ``journal_size_limit`` the
+    writer truncates the file back to the limit when the WAL restarts. Errors are logged and
+    counted in :meth:`SQLiteStore.stats`.
+    """
+
+    CHECK_EVERY = 32
+
+    def __init__(self, path: Path, limit_bytes: int) -> None:
+        self.path = path
+        self.wal = Path(f"{path}-wal")
+        self.limit = limit_bytes
+        self.commits = 0
+        self.runs = 0
+        self.failures = 0
+        self.last_result: tuple[int, int, int] | None = None
+        self.last_error: str | None = None
+        self._conn: sqlite3.Connection | None = None
+        self._executor: ThreadPoolExecutor | None = None
+        self._future: asyncio.Future[tuple[int, int, int]] | None = None
+
+    def note_commit(self, *, heavy: bool = False) -> None:
+        self.commits += 1
+        if heavy or self.commits % self.CHECK_EVERY == 0:
+            self.maybe_start()
+
+    def maybe_start(self) -> None:
+        if self._future is not None and not self._future.done():
+            return
+        try:
+            size = self.wal.stat().st_size
+        except OSError:
+            return  # no WAL file yet
+        if size > self.limit:
+            self.start()
+
+    def start(self) -> None:
+        if self._executor is None:
+            self._executor = ThreadPoolExecutor(1, thread_name_prefix="tristore-checkpoint")
+        loop = asyncio.get_running_loop()
+        self._future = loop.run_in_executor(self._executor, self._checkpoint)
+        self._future.add_done_callback(self._finished)
+
+    def _checkpoint(self) -> tuple[int, int, int]:
+        if self._conn is None:
+            self._conn = sqlite3.connect(self.path, isolation_level=None)
+        busy, frames, done = self._conn.execute("PRAGMA wal_checkpoint(PASSIVE)").fetchone()
+        return int(busy), int(frames), int(done)
+
+    def _finished(self, fut: asyncio.Future[tuple[int, int, int]]) -> None:
+        if fut.cancelled():
+            return
+        exc = fut.exception()
+        if exc is None:
+            self.runs += 1
+            self.last_result = fut.result()
+            return
+        self.failures += 1
+        self.last_error = f"{type(exc).__name__}: {exc}"
+        log.warning("sqlite: background WAL checkpoint of %s failed: %s", self.path, exc)
+
+    async def wait(self) -> None:
+        """Until the checkpoint in flight (if any) has finished; its error is in ``stats``."""
+        fut = self._future
+        if fut is not None:
+            await asyncio.wait([fut])
+
+    async def close(self) -> None:
+        await self.wait()
+        executor, self._executor = self._executor, None
+        if executor is None:
+            return
+        loop = asyncio.get_running_loop()
+        try:
+            await loop.run_in_executor(executor, self._close_conn)
+        except sqlite3.Error as exc:
+            log.warning("sqlite: closing the checkpoint connection failed: %s", exc)
+        executor.shutdown(wait=False)  # idle now: its thread ends at once
+
+    def _close_conn(self) -> None:
+        conn, self._conn = self._conn, None
+        if conn is not None:
+            conn.close()
+
+    def stats(self) -> dict[str, Any]:
+        return {
+            "commits": self.commits,
+            "runs": self.runs,
+            "failures": self.failures,
+            "running": self._future is not None and not self._future.done(),
+            "last_result": self.last_result,
+            "last_error": self.last_error,
+        }
 
 
 class SQLiteStore:
@@ -217,6 +459,10 @@ class SQLiteStore:
             reader_pool or PoolConfig(min_size=1, max_size=settings.sqlite.readers),
             name="sqlite-readers",
         )
+        self.counters = dict.fromkeys(WRITE_COUNTERS, 0)
+        self._checkpointer = _Checkpointer(
+            settings.sqlite_path, settings.sqlite.checkpoint_wal_bytes
+        )
 
     @property
     def path(self) -> Path:
@@ -238,8 +484,11 @@ class SQLiteStore:
             raise
 
     async def close(self) -> None:
-        await self.readers.close()
-        await self.writer.close()
+        try:
+            await self._checkpointer.close()
+        finally:
+            await self.readers.close()
+            await self.writer.close()
 
     async def __aenter__(self) -> SQLiteStore:
         await self.open()
@@ -252,15 +501,60 @@ class SQLiteStore:
     async def write(
         self, fn: Callable[[sqlite3.Connection], T], *, timeout: float | None = None
     ) -> T:
-        """Run ``fn(conn)`` inside ``BEGIN IMMEDIATE`` .. ``COMMIT`` in one thread hop.
+        """Run ``fn(conn)`` inside ``BEGIN IMMEDIATE`` .. ``COMMIT``.
 
+        Inline on the event loop when the writer is in inline mode, else (and on SQLITE_BUSY or
+        past ``sqlite.inline_max_steps``) in one hop to the writer thread. ``fn`` may therefore be
+        called twice: it must have no effects outside the connection, and it must let sqlite3
+        errors propagate (one caught after the budget interrupted a write statement, which rolls
+        the transaction back, would let ``fn``'s next short statement autocommit).
         ``fn`` raising rolls the transaction back; sqlite3 errors become typed errors.
         """
         async with self.writer.acquire(timeout=timeout) as conn:
+            if conn.inline:
+                try:
+                    outcome, result = _run_inline(
+                        conn.raw,
+                        fn,
+                        self.settings.sqlite.inline_max_steps,
+                        begin=True,
+                        commit=False,
+                    )
+                    if outcome is _DONE:
+                        return self._commit_inline(conn.raw, result)  # type: ignore[arg-type]
+                except BaseException as exc:
+                    self._rollback_inline(conn)
+                    if isinstance(exc, DRIVER_ERRORS):
+                        raise translate(exc) from exc
+                    raise
+                self._count_fallback(outcome)
             try:
-                return await conn.run(lambda c: _in_transaction(c, fn))
+                result = await conn.run(lambda c: _in_transaction(c, fn, self._wait_ms(conn)))
             except DRIVER_ERRORS as exc:
                 raise translate(exc) from exc
+            self.counters["writes_thread"] += 1
+            if conn.inline:
+                self._checkpointer.note_commit(heavy=True)
+            return result
+
+    def _rollback_inline(self, conn: SQLiteConnection) -> None:
+        try:
+            _rollback(conn.raw)
+        except sqlite3.Error:
+            self.writer.discard(conn)  # a failed ROLLBACK: its state is unknown
+
+    def _commit_inline(self, raw: sqlite3.Connection, result: T) -> T:
+        raw.execute("COMMIT")
+        self.counters["writes_inline"] += 1
+        self._checkpointer.note_commit()
+        return result
+
+    def _count_fallback(self, outcome: str) -> None:
+        self.counters["fallbacks_busy" if outcome is _BUSY else "fallbacks_budget"] += 1
+
+    def _wait_ms(self, conn: SQLiteConnection) -> int | None:
+        """busy_timeout for a BEGIN on the writer thread (None: the connection has it already)."""
+        return self.settings.sqlite.busy_timeout_ms if conn.inline else None
 
     async def execute(self, sql: str, params: Params = ()) -> int:
         """One parameterized write statement in its own transaction; returns the row count."""
@@ -286,9 +580,12 @@ class SQLiteStore:
         A cancelled or failed body rolls back; if the rollback cannot be confirmed the writer
         connection is discarded so its unknown state is never reused.
         """
+        # Stays on the writer thread: the body gets the aiosqlite connection and may leave
+        # statements queued there (a caught timeout), which an inline COMMIT would overtake.
         async with self.writer.acquire(timeout=timeout) as conn:
+            wait = self._wait_ms(conn)
             try:
-                await conn.run(lambda c: c.execute("BEGIN IMMEDIATE"))
+                await conn.run(lambda c: begin_immediate(c, wait))
             except DRIVER_ERRORS as exc:
                 raise translate(exc) from exc
             try:
@@ -304,6 +601,17 @@ class SQLiteStore:
             except DRIVER_ERRORS as exc:
                 await conn.run(_rollback)
                 raise translate(exc) from exc
+            self.counters["writes_thread"] += 1
+            if conn.inline:
+                self._checkpointer.note_commit(heavy=True)
+
+    def writer_tx(self, conn: SQLiteConnection) -> WriterTx:
+        """Step-by-step write transaction on a writer connection the caller holds."""
+        return WriterTx(self, conn)
+
+    async def wait_checkpoint(self) -> None:
+        """Until the background checkpoint in flight, if any, has finished (for tests, close)."""
+        await self._checkpointer.wait()
 
     # -- reads ------------------------------------------------------------------------------
     async def fetchall(
@@ -363,14 +671,149 @@ class SQLiteStore:
         return sqlite3.sqlite_version
 
     async def effective_settings(self) -> dict[str, Any]:
+        """The writer's pragmas as SQLite reports them, and how writes run.
+
+        In inline mode the writer's own busy_timeout is 0 (an SQLITE_BUSY goes to the writer
+        thread, which waits ``sqlite.busy_timeout_ms``): ``busy_timeout_ms`` reports that wait,
+        ``writer_busy_timeout_ms`` what the connection holds, ``write_path`` the mode.
+        """
         async with self.writer.acquire() as conn:
-            return await conn.run(read_pragmas)
+            pragmas = await conn.run(read_pragmas)
+            autocheckpoint = await conn.run(
+                lambda c: c.execute("PRAGMA wal_autocheckpoint").fetchone()[0]
+            )
+        pragmas["writer_busy_timeout_ms"] = pragmas["busy_timeout_ms"]
+        pragmas["wal_autocheckpoint"] = autocheckpoint
+        if conn.inline:
+            pragmas["busy_timeout_ms"] = self.settings.sqlite.busy_timeout_ms
+            pragmas["write_path"] = "inline"
+            pragmas["inline_max_steps"] = self.settings.sqlite.inline_max_steps
+            pragmas["checkpoint"] = (
+                f"background PASSIVE past {self.settings.sqlite.checkpoint_wal_bytes} WAL bytes"
+            )
+        else:
+            pragmas["write_path"] = "thread"
+            pragmas["checkpoint"] = "sqlite autocheckpoint"
+        return pragmas
 
     async def check(self) -> dict[str, Any]:
         return {"writer": await self.writer.check(), "readers": await self.readers.check()}
 
     def stats(self) -> dict[str, dict[str, Any]]:
-        return {"writer": self.writer.stats(), "readers": self.readers.stats()}
+        return {
+            "writer": self.writer.stats(),
+            "readers": self.readers.stats(),
+            "writes": dict(self.counters),
+            "checkpoints": self._checkpointer.stats(),
+        }
+
+
+class ReplayDiverged(sqlite3.OperationalError):
+    """A replayed step of a :class:`WriterTx` returned something else than the first time."""
+
+
+class WriterTx:
+    """A write transaction run step by step, with awaits between the steps (the coordinator's).
+
+    Each step runs inline when the connection allows it. A step that meets SQLITE_BUSY or the
+    budget has lost the whole transaction (an interrupted write statement makes SQLite roll it
+    all back; otherwise it is rolled back here so that the thread can redo it), and the steps of
+    a transaction that already returned cannot be undone for the caller: so the earlier steps are
+    replayed on the writer thread, in order, each checked against the result it gave the first
+    time, then the step runs there. A replayed step that gives another result (another process
+    wrote in between, or the step is not deterministic) fails the transaction, because the caller
+    has already acted on the first one. Each step's ``fn`` may thus be called more than once and
+    must have no effect outside the connection. After a cancelled hop (its work may still be
+    running on the thread) every later step, and the rollback, go to the thread, in order.
+    """
+
+    __slots__ = ("_begun", "_inline", "_steps", "_threaded", "conn", "store")
+
+    def __init__(self, store: SQLiteStore, conn: SQLiteConnection) -> None:
+        self.store = store
+        self.conn = conn
+        self._inline = conn.inline
+        self._steps: list[tuple[Callable[[sqlite3.Connection], Any], Any]] = []
+        self._begun = False
+        self._threaded = False  # some step of this transaction ran on the thread
+
+    async def step(self, fn: Callable[[sqlite3.Connection], T], *, commit: bool = False) -> T:
+        """Run ``fn(conn)`` in the transaction (BEGIN IMMEDIATE first if needed, COMMIT after)."""
+        store = self.store
+        if self._inline:
+            max_steps = store.settings.sqlite.inline_max_steps
+            outcome, result = _run_inline(
+                self.conn.raw, fn, max_steps, begin=not self._begun, commit=commit
+            )
+            if outcome is _DONE:
+                return self._done(fn, result, commit)  # type: ignore[arg-type]
+            store._count_fallback(outcome)
+            # The fallback left no transaction open: redo it all on the thread.
+            replay, begin = list(self._steps), True
+        else:
+            replay, begin = [], not self._begun
+        wait = store._wait_ms(self.conn)
+        self._threaded = True
+        try:
+            result = await self.conn.run(lambda c: _replay(c, replay, fn, wait, begin, commit))
+        except asyncio.CancelledError:
+            self._inline = False
+            raise
+        except BaseException:
+            self._steps.clear()
+            self._begun = False
+            raise
+        return self._done(fn, result, commit)
+
+    def _done(self, fn: Callable[[sqlite3.Connection], T], result: T, commit: bool) -> T:
+        if not commit:
+            self._steps.append((fn, result))
+            self._begun = True
+            return result
+        self.store.counters["writes_thread" if self._threaded else "writes_inline"] += 1
+        if self.conn.inline:
+            self.store._checkpointer.note_commit(heavy=self._threaded)
+        self._steps.clear()
+        self._begun = self._threaded = False
+        return result
+
+    async def rollback(self) -> None:
+        self._steps.clear()
+        self._begun = False
+        if self._inline:
+            _rollback(self.conn.raw)
+        else:
+            await self.conn.run(_rollback)
+
+
+def _replay(
+    conn: sqlite3.Connection,
+    steps: list[tuple[Callable[[sqlite3.Connection], Any], Any]],
+    fn: Callable[[sqlite3.Connection], T],
+    wait_ms: int | None,
+    begin: bool,
+    commit: bool,
+) -> T:
+    """On the writer thread: (BEGIN,) the earlier steps checked, ``fn``, (COMMIT)."""
+    if begin:
+        _rollback(conn)
+        begin_immediate(conn, wait_ms)
+    try:
+        for i, (step, expected) in enumerate(steps):
+            if step(conn) != expected:
+                raise ReplayDiverged(
+                    f"the transaction was redone on the writer thread (a statement met "
+                    f"SQLITE_BUSY or exceeded sqlite.inline_max_steps) and its step {i + 1} "
+                    "returned another result the second time (another process wrote in "
+                    "between, or the step is not deterministic); rolled back"
+                )
+        result = fn(conn)
+        if commit:
+            conn.execute("COMMIT")
+    except BaseException:
+        _rollback(conn)
+        raise
+    return result
 
 
 def _rollback(conn: sqlite3.Connection) -> None:
@@ -378,8 +821,10 @@ def _rollback(conn: sqlite3.Connection) -> None:
         conn.execute("ROLLBACK")
 
 
-def _in_transaction(conn: sqlite3.Connection, fn: Callable[[sqlite3.Connection], T]) -> T:
-    conn.execute("BEGIN IMMEDIATE")
+def _in_transaction(
+    conn: sqlite3.Connection, fn: Callable[[sqlite3.Connection], T], wait_ms: int | None = None
+) -> T:
+    begin_immediate(conn, wait_ms)
     try:
         result = fn(conn)
     except BaseException:
