@@ -109,7 +109,7 @@ async def settle(pool: Pool[Any], *, limit: float = 2.0) -> None:
 def assert_consistent(pool: Pool[Any], connector: FakeConnector) -> None:
     """Every open connection is idle or in use, and the connector agrees on the count."""
     stats = pool.stats()
-    assert stats["pool_size"] == stats["pool_available"] + len(pool._used)
+    assert stats["pool_size"] == stats["pool_available"] + len(pool._in_use())
     assert connector.open == stats["pool_size"]
     assert stats["pool_size"] <= stats["pool_max"]
     assert stats["requests_waiting"] == 0
@@ -406,8 +406,8 @@ async def test_cancellation_storm_leaks_nothing() -> None:
 
         assert tainted_seen == []  # a conn cancelled mid-use was never handed out again
         stats = pool.stats()
-        assert stats["pool_size"] == stats["pool_available"] + len(pool._used)
-        assert len(pool._used) == 0
+        assert stats["pool_size"] == stats["pool_available"] + len(pool._in_use())
+        assert len(pool._in_use()) == 0
         assert connector.open == stats["pool_size"]
         assert connector.peak_open <= 20
         assert stats["requests_cancelled"] > 0 and stats["connections_discarded"] > 0
