@@ -45,6 +45,7 @@ from tristore.coordinator.graph_apply import (
     rollback_graph,
     stage_graph,
 )
+from tristore.coordinator.graph_batch import GraphBatch
 from tristore.coordinator.log import Intent, Mark
 from tristore.coordinator.ops import APPLY_SCRIPT, marker_key, script_args
 from tristore.coordinator.transaction import Transaction, _current
@@ -62,6 +63,10 @@ from tristore.stores.graph import translate as graph_translate
 from tristore.stores.sqlite import translate as sqlite_translate
 
 log = logging.getLogger(__name__)
+
+# A batch's members wait for its one Kuzu COMMIT; past this many the wait outgrows the saving.
+MAX_GRAPH_BATCH = 1024
+MAX_GRAPH_BATCH_WAIT = 60.0
 
 
 @dataclass(frozen=True)
@@ -140,6 +145,8 @@ class Coordinator:
         max_replays: int = 5,
         retry_backoff: float = 0.5,
         flush_delay: float = 0.05,
+        graph_batch_size: int = 32,
+        graph_batch_wait: float = 0.002,
     ) -> None:
         for name, value in (
             ("lock_timeout", lock_timeout),
@@ -155,6 +162,24 @@ class Coordinator:
                 raise ConfigError(f"coordinator.{name}: expected seconds > 0, got {value!r}")
         if isinstance(max_replays, bool) or not isinstance(max_replays, int) or max_replays < 1:
             raise ConfigError(f"coordinator.max_replays: expected an int >= 1, got {max_replays!r}")
+        if (
+            isinstance(graph_batch_size, bool)
+            or not isinstance(graph_batch_size, int)
+            or not 1 <= graph_batch_size <= MAX_GRAPH_BATCH
+        ):
+            raise ConfigError(
+                f"coordinator.graph_batch_size: expected an int in [1, {MAX_GRAPH_BATCH}], "
+                f"got {graph_batch_size!r}"
+            )
+        if (
+            isinstance(graph_batch_wait, bool)
+            or not isinstance(graph_batch_wait, int | float)
+            or not 0 < graph_batch_wait <= MAX_GRAPH_BATCH_WAIT
+        ):
+            raise ConfigError(
+                f"coordinator.graph_batch_wait: expected seconds in (0, {MAX_GRAPH_BATCH_WAIT:g}], "
+                f"got {graph_batch_wait!r}"
+            )
         if cache.cluster:
             raise ConfigError(
                 "coordinator: cache ops are applied by one Lua script per transaction, which a "
@@ -170,9 +195,14 @@ class Coordinator:
         self.max_replays = max_replays
         self.retry_backoff = float(retry_backoff)
         self.flush_delay = float(flush_delay)
+        self.graph_batch_size = graph_batch_size
+        self.graph_batch_wait = float(graph_batch_wait)
         self.faults = Faults()
         self._open = False
         self._graph_backlog: deque[Intent] = deque()
+        self._batch: GraphBatch | None = None  # the open shared Kuzu transaction, if any
+        # Held while a batch is staged into, committed or rolled back: one of them at a time.
+        self._graph_lock = asyncio.Lock()
         self._cache_backlog: deque[Intent] = deque()
         self._done: list[Mark] = []
         self._live: set[str] = set()  # committed intents whose apply phase is running
@@ -198,6 +228,8 @@ class Coordinator:
                 "lock_timeouts",
                 "deadlocks",
                 "pruned",
+                "graph_batches",
+                "cache_round_trips",
             ),
             0,
         )
@@ -238,6 +270,8 @@ class Coordinator:
             if task is not None:
                 await asyncio.gather(task, return_exceptions=True)
         self._sweeper = self._flusher = None
+        if self._batch is not None:
+            await self._commit_batch(self._batch)
         if self._tasks:
             await asyncio.gather(*self._tasks, return_exceptions=True)
         with contextlib.suppress(TristoreError):
@@ -276,38 +310,27 @@ class Coordinator:
             else None
         )
         tx.state = "committing"
-        graph_lane: Any = None
-        graph_conn: Any = None  # set once the graph ops ran: a Kuzu transaction is open on it
-        marks: list[Mark] = []
+        batch: GraphBatch | None = None
         try:
             if intent is not None and intent.graph_ops:
-                graph_lane = self.graph.writer.acquire(timeout=self.lock_timeout)
-                try:
-                    conn = await graph_lane.__aenter__()
-                except PoolTimeout as exc:
-                    graph_lane = None
-                    self._count("deadlocks")
-                    raise DeadlockError(
-                        f"held the SQLite writer lane and waited {self.lock_timeout:g}s for the "
-                        "Kuzu writer lane (a long graph write, or a cycle); rolled back"
-                    ) from exc
-                await self._stage(conn, intent)  # on failure it has discarded the connection
-                graph_conn = conn
-            marks, self._done = self._done, []
-            await self._commit_sqlite(tx, intent, marks)
+                batch = await self._stage_and_commit(tx, intent)
+            else:
+                await self._commit_with_marks(tx, intent)
         except BaseException:
-            self._done[:0] = marks
-            if graph_conn is not None:
-                await self._drop_graph(graph_conn)
-            if graph_lane is not None:
-                await graph_lane.__aexit__(None, None, None)
             await tx._abort()
             raise
         # -- committed: from here on nothing is raised to the caller --
         tx.state = "committed"
         tx._intent = intent
         self._count("committed")
-        ticket = self._turns.take() if intent is not None and intent.cache_ops else None
+        ticket = None
+        if intent is not None and intent.cache_ops:
+            # Queued while the SQLite lane is still held, so the backlog is in commit order; the
+            # first turn that comes sends every intent committed by then in one round trip.
+            ticket = self._turns.take()
+            self._cache_backlog.append(intent)
+        if batch is not None:
+            self._schedule_batch_commit(batch)  # before the lane goes: who queues for it counts
         await tx._release_sqlite()
         if intent is not None:
             self._live.add(intent.txid)
@@ -315,9 +338,9 @@ class Coordinator:
                 try:
                     self.faults.fire("after_commit")
                 except Exception:
-                    await self._abandon(intent, graph_conn, graph_lane, ticket)
+                    await self._abandon(intent, batch, ticket)
                 else:
-                    await self._finish(intent, graph_conn, graph_lane, ticket)
+                    await self._finish(intent, batch, ticket)
             finally:
                 self._live.discard(intent.txid)
             self._settle(intent)
@@ -327,8 +350,120 @@ class Coordinator:
                 self._count("pending_after_commit")
         await tx._run_hooks(tx._commit_hooks)
 
-    async def _stage(self, conn: Any, intent: Intent) -> None:
-        backlog = list(self._graph_backlog)
+    async def _commit_with_marks(self, tx: Transaction, intent: Intent | None) -> None:
+        """The SQLite commit, carrying the "applied" marks held in memory (restored on failure)."""
+        marks, self._done = self._done, []
+        try:
+            await self._commit_sqlite(tx, intent, marks)
+        except BaseException:
+            self._done[:0] = marks
+            raise
+
+    # -- the graph batch --------------------------------------------------------------------
+    async def _stage_and_commit(self, tx: Transaction, intent: Intent) -> GraphBatch:
+        """Stage the graph ops in the shared Kuzu transaction, then commit SQLite.
+
+        Both happen under the graph lock, so the batch cannot be committed between this
+        transaction's stage and its SQLite commit (its ops would then be in Kuzu while SQLite
+        might still roll back).
+        """
+        async with self._graph_lock:
+            batch = self._batch
+            if batch is None:
+                batch = self._batch = await self._open_batch()
+            try:
+                await self._stage(batch, intent)
+            except BaseException:
+                await self._end_batch(batch, rollback=False)  # Kuzu rolled it back already
+                raise
+            try:
+                await self._commit_with_marks(tx, intent)
+            except BaseException:
+                await self._end_batch(batch, rollback=True)
+                raise
+            batch.members.append(intent)
+            return batch
+
+    async def _open_batch(self) -> GraphBatch:
+        lane = self.graph.writer.acquire(timeout=self.lock_timeout)
+        try:
+            conn = await lane.__aenter__()
+        except PoolTimeout as exc:
+            self._count("deadlocks")
+            raise DeadlockError(
+                f"held the SQLite writer lane and waited {self.lock_timeout:g}s for the "
+                "Kuzu writer lane (a long graph write, or a cycle); rolled back"
+            ) from exc
+        return GraphBatch(lane, conn)
+
+    def _schedule_batch_commit(self, batch: GraphBatch) -> None:
+        """Commit the batch now, unless more commits queue for the SQLite lane to join it.
+
+        Joining is bounded in size (``graph_batch_size``) and in time (``graph_batch_wait``
+        after the first member), so a member never waits for a batch longer than that.
+        """
+        if batch is not self._batch:
+            return
+        waiting = self.sqlite.writer.stats()["requests_waiting"]
+        if len(batch.members) >= self.graph_batch_size or not waiting:
+            self._spawn(self._commit_batch(batch))
+        elif batch.timer is None:
+            batch.timer = asyncio.get_running_loop().call_later(
+                self.graph_batch_wait, lambda: self._spawn(self._commit_batch(batch))
+            )
+
+    def _spawn(self, coro: Any) -> None:
+        task = asyncio.get_running_loop().create_task(coro)
+        self._tasks.add(task)
+        task.add_done_callback(_forget(self._tasks))
+
+    async def _commit_batch(self, batch: GraphBatch) -> None:
+        """One Kuzu COMMIT for every member; on failure they all wait in the backlog."""
+        async with self._graph_lock:
+            if batch is not self._batch:
+                return  # committed or rolled back meanwhile
+            self._batch = None
+            committed = False
+            try:
+                await self.graph.run(batch.conn, lambda c: commit_graph(c, self.faults))
+                committed = True
+                self._count("graph_batches")
+            except Exception as exc:
+                # Whether COMMIT happened is unknown: the markers settle it when the members are
+                # replayed, which happens before any later graph work (the backlog goes first).
+                with contextlib.suppress(TristoreError):
+                    self.graph.writer.discard(batch.conn)
+                self._graph_backlog.extend(batch.members)
+                self._count("graph_apply_errors")
+                log.warning(
+                    "graph apply of %d transaction(s) failed, left pending: %s",
+                    len(batch.members),
+                    exc,
+                )
+            finally:
+                await batch.lane.__aexit__(None, None, None)
+                batch.settle(committed)
+
+    async def _end_batch(self, batch: GraphBatch, *, rollback: bool) -> None:
+        """Give the batch up (caller holds the graph lock): members are replayed one by one."""
+        if batch is self._batch:
+            self._batch = None
+        if rollback and batch.begun:
+            await self._drop_graph(batch.conn)
+        else:
+            with contextlib.suppress(TristoreError):
+                self.graph.writer.discard(batch.conn)  # it saw an error inside a transaction
+        self._graph_backlog.extend(batch.members)  # in commit order, behind nothing newer
+        try:
+            await batch.lane.__aexit__(None, None, None)
+        finally:
+            batch.settle(False)
+
+    async def _stage(self, batch: GraphBatch, intent: Intent) -> None:
+        begin = not batch.begun
+        # The backlog is replayed before a batch opens; while one is open it stays empty (only
+        # an ending batch adds to it), so graph work keeps commit order.
+        backlog = list(self._graph_backlog) if begin else []
         faults = self.faults
 
         def work(c: Any) -> tuple[int, Exception | None, Exception | None]:
@@ -336,28 +471,23 @@ class Coordinator:
             if error is not None:
                 return replayed, error, None
             try:
-                stage_graph(c, intent, faults)
+                stage_graph(c, intent, faults, begin=begin)
             except Exception as exc:
                 return replayed, None, exc
             return replayed, None, None
 
-        try:
-            replayed, error, failed = await self.graph.run(conn, work)
-        except BaseException:
-            self.graph.writer.discard(conn)  # cancelled mid-hop: its state is unknown
-            raise
+        replayed, error, failed = await self.graph.run(batch.conn, work)
         self._replayed(backlog[:replayed])
         if failed is not None:
-            self.graph.writer.discard(conn)  # it saw an error inside a transaction
             raise graph_translate(failed) from failed
         if error is not None:
-            self.graph.writer.discard(conn)
             self._replay_failed(backlog[replayed], error)
             raise _ReplayFailed(
                 f"the graph store could not apply {len(self._graph_backlog)} earlier committed "
                 f"transaction(s) ({graph_translate(error)}); this one was rolled back so that "
                 "graph changes keep commit order"
             ) from error
+        batch.begun = True
 
     async def _commit_sqlite(
         self, tx: Transaction, intent: Intent | None, marks: list[Mark]
@@ -382,29 +512,28 @@ class Coordinator:
         finally:
             tx._begun = conn.raw.in_transaction
 
-    async def _finish(self, intent: Intent, conn: Any, acq: Any, ticket: int | None) -> None:
-        if conn is not None and ticket is not None:
+    async def _finish(self, intent: Intent, batch: GraphBatch | None, ticket: int | None) -> None:
+        if batch is not None and ticket is not None:
             # Independent stores: the Kuzu COMMIT and the cache script run side by side.
             await asyncio.gather(
-                self._finish_graph(intent, conn, acq), self._finish_cache(intent, ticket)
+                self._finish_graph(intent, batch), self._finish_cache(intent, ticket)
             )
-        elif conn is not None:
-            await self._finish_graph(intent, conn, acq)
+        elif batch is not None:
+            await self._finish_graph(intent, batch)
         else:
             await self._finish_cache(intent, ticket)
 
-    async def _abandon(self, intent: Intent, conn: Any, acq: Any, ticket: int | None) -> None:
+    async def _abandon(self, intent: Intent, batch: GraphBatch | None, ticket: int | None) -> None:
         """Leave a committed intent to recovery, as a process dying right after the commit would."""
         try:
-            if conn is not None:
-                await self._drop_graph(conn)
-                self._graph_backlog.append(intent)  # while the lane is held: order is kept
-                await acq.__aexit__(None, None, None)
+            if batch is not None:
+                async with self._graph_lock:
+                    if batch is self._batch:
+                        await self._end_batch(batch, rollback=True)
         finally:
             if ticket is not None:  # the turn must be passed on whatever happened above
                 await self._turns.wait(ticket)
-                self._cache_backlog.append(intent)
-                self._turns.done(ticket)
+                self._turns.done(ticket)  # the intent stays in the cache backlog
 
     async def _drop_graph(self, conn: Any) -> None:
         """Roll back the open Kuzu transaction and discard the connection."""
@@ -413,39 +542,26 @@ class Coordinator:
         with contextlib.suppress(TristoreError):
             self.graph.writer.discard(conn)
 
-    async def _finish_graph(self, intent: Intent, conn: Any, acq: Any) -> None:
-        if conn is None:
-            return
-        try:
-            await self.graph.run(conn, lambda c: commit_graph(c, self.faults))
+    async def _finish_graph(self, intent: Intent, batch: GraphBatch) -> None:
+        if await batch.done:
             intent.graph_done = True
-        except Exception as exc:
-            # Whether COMMIT happened is unknown: the marker settles it when the intent is
-            # replayed, which happens before any later graph work (the backlog goes first).
-            self.graph.writer.discard(conn)
-            self._graph_backlog.append(intent)
-            self._count("graph_apply_errors")
-            log.warning("graph apply of %s failed, left pending: %s", intent.txid, exc)
-        finally:
-            await acq.__aexit__(None, None, None)
+        # else: the batch ended without its COMMIT and the intent waits in the graph backlog
 
     async def _finish_cache(self, intent: Intent, ticket: int | None) -> None:
         if ticket is None:
             return
         await self._turns.wait(ticket)
         try:
-            await self._apply_cache(intent)
+            # An earlier turn may have sent this intent already, with everything queued then.
+            if not intent.cache_done and time.monotonic() >= self._cache_retry_at:
+                await self._apply_cache()
         finally:
             self._turns.done(ticket)
 
     # -- cache apply (always called while holding a turn) -----------------------------------
-    async def _apply_cache(self, intent: Intent | None) -> None:
+    async def _apply_cache(self) -> None:
+        """Send the cache backlog, oldest first, ``pipeline_size`` scripts per round trip."""
         backlog = self._cache_backlog
-        if intent is not None and backlog and time.monotonic() < self._cache_retry_at:
-            backlog.append(intent)  # Redis failed moments ago: queue behind, do not wait on it
-            return
-        if intent is not None:
-            backlog.append(intent)  # it goes behind whatever is still pending
         size = self.cache.settings.redis.pipeline_size
         while backlog:
             batch = list(itertools.islice(backlog, size))
@@ -470,6 +586,7 @@ class Coordinator:
     async def _run_scripts(self, batch: Sequence[Intent]) -> list[Any]:
         ttl_ms = int(self.marker_ttl * 1000)
         calls = [(marker_key(i.txid), script_args(i.cache_ops, ttl_ms)) for i in batch]
+        self._count("cache_round_trips")
         async with self.cache.client(timeout=self.lock_timeout) as conn:
             for attempt in (1, 2):
                 if self._sha is None:
@@ -605,7 +722,7 @@ class Coordinator:
         await self._turns.wait(ticket)
         try:
             self._cache_retry_at = 0.0
-            await self._apply_cache(None)
+            await self._apply_cache()
         finally:
             self._turns.done(ticket)
 

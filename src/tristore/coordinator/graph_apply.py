@@ -24,9 +24,14 @@ MARKERS_DELETE = f"MATCH (a:{MARKER_TABLE}) WHERE a.txid IN $ids DELETE a"
 _prepared = PreparedStatements()
 
 
-def stage_graph(conn: Any, intent: Intent, faults: Faults) -> None:
+def stage_graph(conn: Any, intent: Intent, faults: Faults, *, begin: bool = True) -> None:
+    """The intent's ops and marker, in the open Kuzu transaction (``begin``: open it first).
+
+    On any error Kuzu has rolled the whole transaction back, earlier intents of a batch included.
+    """
     # A failed BEGIN leaves the connection unusable (reusing it segfaults): no ROLLBACK then.
-    conn.execute("BEGIN TRANSACTION")
+    if begin:
+        conn.execute("BEGIN TRANSACTION")
     try:
         for cypher, params in intent.graph_ops:
             _prepared.execute(conn, cypher, params)
