@@ -424,8 +424,9 @@ class Coordinator:
                 return  # committed or rolled back meanwhile
             self._batch = None
             committed = False
+            txids = [member.txid for member in batch.members]
             try:
-                await self.graph.run(batch.conn, lambda c: commit_graph(c, self.faults))
+                await self.graph.run(batch.conn, lambda c: commit_graph(c, self.faults, txids))
                 committed = True
                 self._count("graph_batches")
             except Exception as exc:
@@ -471,7 +472,7 @@ class Coordinator:
             if error is not None:
                 return replayed, error, None
             try:
-                stage_graph(c, intent, faults, begin=begin)
+                stage_graph(c, intent, faults, begin=begin, marker=False)
             except Exception as exc:
                 return replayed, None, exc
             return replayed, None, None

@@ -17,6 +17,9 @@ from tristore.stores.graph_prepared import PreparedStatements
 MARKER_TABLE = "AppliedTx"
 MARKER_DDL = f"CREATE NODE TABLE IF NOT EXISTS {MARKER_TABLE}(txid STRING PRIMARY KEY)"
 MARKER_CREATE = f"CREATE (:{MARKER_TABLE} {{txid: $txid}})"
+# A batch's markers in one statement: Kuzu's per-query set-up (zeroed vectors and buffers, ~1M
+# instructions) is most of a small write's cost, and a marker per member doubled it.
+MARKERS_CREATE = f"UNWIND $ids AS txid CREATE (:{MARKER_TABLE} {{txid: txid}})"
 MARKERS_IN = f"MATCH (a:{MARKER_TABLE}) WHERE a.txid IN $ids RETURN a.txid"
 MARKERS_DELETE = f"MATCH (a:{MARKER_TABLE}) WHERE a.txid IN $ids DELETE a"
 
@@ -24,10 +27,14 @@ MARKERS_DELETE = f"MATCH (a:{MARKER_TABLE}) WHERE a.txid IN $ids DELETE a"
 _prepared = PreparedStatements()
 
 
-def stage_graph(conn: Any, intent: Intent, faults: Faults, *, begin: bool = True) -> None:
-    """The intent's ops and marker, in the open Kuzu transaction (``begin``: open it first).
+def stage_graph(
+    conn: Any, intent: Intent, faults: Faults, *, begin: bool = True, marker: bool = True
+) -> None:
+    """The intent's ops (and marker) in the open Kuzu transaction (``begin``: open it first).
 
-    On any error Kuzu has rolled the whole transaction back, earlier intents of a batch included.
+    ``marker=False`` leaves the marker to :func:`commit_graph`, which writes a whole batch's in
+    the same transaction. On any error Kuzu has rolled the whole transaction back, earlier
+    intents of a batch included.
     """
     # A failed BEGIN leaves the connection unusable (reusing it segfaults): no ROLLBACK then.
     if begin:
@@ -36,15 +43,19 @@ def stage_graph(conn: Any, intent: Intent, faults: Faults, *, begin: bool = True
         for cypher, params in intent.graph_ops:
             _prepared.execute(conn, cypher, params)
         faults.fire("graph.stage")
-        _prepared.execute(conn, MARKER_CREATE, {"txid": intent.txid})
+        if marker:
+            _prepared.execute(conn, MARKER_CREATE, {"txid": intent.txid})
     except BaseException:
         with contextlib.suppress(Exception):
             conn.execute("ROLLBACK")
         raise
 
 
-def commit_graph(conn: Any, faults: Faults) -> None:
+def commit_graph(conn: Any, faults: Faults, txids: Sequence[str] = ()) -> None:
+    """COMMIT the open transaction, writing the markers of ``txids`` in it first."""
     try:
+        if txids:
+            _prepared.execute(conn, MARKERS_CREATE, {"ids": list(txids)})
         faults.fire("graph.commit")
         conn.execute("COMMIT")
     except BaseException:
