@@ -28,12 +28,22 @@ def main(ctx: click.Context, config_path: str | None) -> None:
 
 @main.command()
 @click.option("--json", "as_json", is_flag=True, help="Print the report as JSON.")
+@click.option(
+    "--integrity-check",
+    "full_check",
+    is_flag=True,
+    help="Check SQLite with PRAGMA integrity_check (every index against its table; slower) "
+    "instead of quick_check.",
+)
 @click.pass_context
-def doctor(ctx: click.Context, as_json: bool) -> None:
-    """Reach or start the three stores; print versions and effective settings."""
+def doctor(ctx: click.Context, as_json: bool, full_check: bool) -> None:
+    """Reach or start the three stores; print versions and effective settings.
+
+    SQLite's pages are verified too (PRAGMA quick_check): a corrupt file fails the check.
+    """
     from tristore.doctor import diagnose
 
-    reports = asyncio.run(diagnose(settings_from(ctx)))
+    reports = asyncio.run(diagnose(settings_from(ctx), full_check=full_check))
     if as_json:
         click.echo(json.dumps([r.__dict__ for r in reports], indent=2))
     else:

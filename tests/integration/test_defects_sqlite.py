@@ -104,11 +104,16 @@ async def test_integrity_reports_a_corrupt_page(tmp_path: Path) -> None:
     assert quick and full
 
 
-async def test_doctor_reports_a_corrupt_page_as_unhealthy(tmp_path: Path) -> None:
+@pytest.mark.parametrize(
+    ("flags", "pragma"), [((), "quick_check"), (("--integrity-check",), "integrity_check")]
+)
+async def test_doctor_reports_a_corrupt_page_as_unhealthy(
+    tmp_path: Path, flags: tuple[str, ...], pragma: str
+) -> None:
     await _corrupt_database(tmp_path / "data")
     environ = {k: v for k, v in os.environ.items() if not k.startswith("TRISTORE_")}
     done = subprocess.run(
-        [sys.executable, "-m", "tristore.cli", "doctor"],
+        [sys.executable, "-m", "tristore.cli", "doctor", *flags],
         capture_output=True,
         text=True,
         env=environ | {"TRISTORE_DATA_DIR": str(tmp_path / "data")},
@@ -116,5 +121,5 @@ async def test_doctor_reports_a_corrupt_page_as_unhealthy(tmp_path: Path) -> Non
     )
     assert done.returncode == 1, done.stdout + done.stderr
     line = next(line for line in done.stdout.splitlines() if line.startswith("FAIL  sqlite"))
-    assert "PRAGMA quick_check:" in line and "problem(s), first:" in line
+    assert f"PRAGMA {pragma}:" in line and "problem(s), first:" in line
     assert any(line.startswith("ok    graph") for line in done.stdout.splitlines())
