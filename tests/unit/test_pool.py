@@ -761,9 +761,34 @@ async def test_close_timeout_force_closes_and_late_return_is_quiet() -> None:
     async with pool.acquire() as conn:
         start = time.perf_counter()
         await pool.close(timeout=0.05)
-        assert 0.05 <= time.perf_counter() - start < 0.2
+        assert 0.05 <= time.perf_counter() - start < 10  # never early; the bound is a hang guard
         assert conn.closed and connector.open == 0
     await pool.close()
+
+
+async def test_force_closed_connections_come_back_quietly_once() -> None:
+    connector = FakeConnector()
+    pool = make_pool(connector, min_size=2, max_size=2)
+    await pool.open()
+    cm = pool.acquire()
+    by_cm = await cm.__aenter__()
+    by_getconn = await pool.getconn()
+    await pool.close(timeout=0.01)
+    assert by_cm.closed and by_getconn.closed and pool._in_use() == []
+    pool.discard(by_cm)  # an error handler may still mark it: a no-op now
+    await cm.__aexit__(None, None, None)
+    await pool.putconn(by_getconn)
+    with pytest.raises(PoolError, match="not checked out"):  # a second return is still a bug
+        await pool.putconn(by_getconn)
+    assert pool._holders == {} and pool.stats()["connections_discarded"] == 0
+
+
+async def test_putconn_inside_the_context_manager_is_reported() -> None:
+    async with make_pool(min_size=1, max_size=1) as pool:
+        with pytest.raises(PoolError, match="already returned with putconn"):
+            async with pool.acquire() as conn:
+                await pool.putconn(conn)
+        assert pool.stats()["pool_available"] == 1 and pool._in_use() == []
 
 
 async def test_close_fails_waiters() -> None:
