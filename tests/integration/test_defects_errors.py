@@ -48,6 +48,11 @@ async def test_too_wide_an_integer_in_a_coordinated_transaction(coordinator: Any
         async with coordinator.transaction() as tx:
             await tx.sql("SELECT ?", (TOO_WIDE,))
     assert tx.state == "rolled_back"
+    # tx.sql_fn hands the connection to the caller's function: the same error, typed.
+    with pytest.raises(QueryError, match="64-bit INTEGER"):
+        async with coordinator.transaction() as tx:
+            await tx.sql_fn(lambda c: c.execute("SELECT ?", (TOO_WIDE,)).fetchall())
+    assert tx.state == "rolled_back"
 
 
 @pytest.mark.parametrize("params", [[1, 2], (1,), "ab", {1: "x"}])

@@ -26,7 +26,13 @@ from tristore.errors import (
     PoolTimeout,
     TristoreError,
 )
-from tristore.stores.sqlite import Params, SQLiteConnection, WriterTx, check_params
+from tristore.stores.sqlite import (
+    DRIVER_ERRORS,
+    Params,
+    SQLiteConnection,
+    WriterTx,
+    check_params,
+)
 from tristore.stores.sqlite import translate as sqlite_translate
 
 if TYPE_CHECKING:
@@ -225,7 +231,7 @@ class Transaction:
                 ) from self._failure
             try:
                 result = await wtx.step(fn)
-            except sqlite3.Error as exc:
+            except DRIVER_ERRORS as exc:  # sqlite3's, and its bare OverflowError for a huge int
                 err = sqlite_translate(exc)
                 self._failure = err
                 raise err from exc
