@@ -376,7 +376,11 @@ def _env_overrides(environ: Mapping[str, str]) -> dict[str, Any]:
     """``TRISTORE_SQLITE_BUSY_TIMEOUT_MS=5`` -> ``{"sqlite": {"busy_timeout_ms": "5"}}``."""
     out: dict[str, Any] = {}
     for name, value in environ.items():
-        if not name.startswith("TRISTORE_") or name in _ENV_NOT_SETTINGS:
+        if (
+            not name.startswith("TRISTORE_")
+            or name in _ENV_NOT_SETTINGS
+            or name.startswith(_ENV_TOOLING_PREFIXES)
+        ):
             continue
         rest = name[len("TRISTORE_") :].lower()
         if rest == "data_dir":
@@ -392,19 +396,11 @@ def _env_overrides(environ: Mapping[str, str]) -> dict[str, Any]:
     return out
 
 
-# Variables that steer tooling rather than store settings.
-_ENV_NOT_SETTINGS = frozenset(
-    {
-        "TRISTORE_CONFIG",
-        "TRISTORE_SLOWDOWN",
-        "TRISTORE_SLOWDOWN_TARGET",
-        "TRISTORE_REDIS_BINARY",
-        "TRISTORE_LOAD_SECONDS",
-        "TRISTORE_CRASH_KILLS",
-        "TRISTORE_CRASH_TRANSACTIONS",
-        "TRISTORE_CRASH_BUDGET_S",
-    }
-)
+# The library's own variables that are not store settings.
+_ENV_NOT_SETTINGS = frozenset({"TRISTORE_CONFIG", "TRISTORE_REDIS_BINARY"})
+# Prefixes reserved for test and benchmark tooling (the test suite's switches, tristore-bench's
+# workloads): the library never reads them, so it need not know their names.
+_ENV_TOOLING_PREFIXES = ("TRISTORE_TEST_", "TRISTORE_BENCH_")
 
 
 def load_settings(

@@ -596,13 +596,6 @@ def test_cli_recovers_and_validates(
     monkeypatch.setenv("TRISTORE_DATA_DIR", str(tmp_path))
     monkeypatch.setenv("TRISTORE_REDIS_URL", tristore_redis_server.url)
     monkeypatch.delenv("TRISTORE_CONFIG", raising=False)
-    for name in (
-        "TRISTORE_LOAD_SECONDS",
-        "TRISTORE_CRASH_KILLS",
-        "TRISTORE_CRASH_TRANSACTIONS",
-        "TRISTORE_CRASH_BUDGET_S",
-    ):
-        monkeypatch.delenv(name, raising=False)  # test knobs, not settings (see config.py)
 
     async def leave_one_pending() -> None:
         async with open_stores(store_settings(tmp_path, tristore_redis_server.url)) as opened:

@@ -13,7 +13,7 @@ directory against the base revision's library (``PYTHONPATH=<base>/src``). Hence
   comparable sample for sample; ``extra_info["ops"]`` lets the gate report time per operation.
   Each benchmark takes about half a second.
 
-The test-only slowdown switch (``TRISTORE_SLOWDOWN``, see slowdown.py here) is installed at
+The test-only slowdown switch (``TRISTORE_TEST_SLOWDOWN``, see slowdown.py here) is installed at
 configure time, before anything is timed.
 """
 

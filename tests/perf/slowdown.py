@@ -4,8 +4,8 @@ The PR gate measures how often it catches a real regression with this
 (``tristore-bench gate --calibrate --inject 20 --target sqlite_write``). Two environment variables,
 read once at import, switch it on::
 
-    TRISTORE_SLOWDOWN=20                    # percent
-    TRISTORE_SLOWDOWN_TARGET=sqlite_write   # one of TARGETS
+    TRISTORE_TEST_SLOWDOWN=20                    # percent
+    TRISTORE_TEST_SLOWDOWN_TARGET=sqlite_write   # one of TARGETS
 
 The slowdown is a busy-wait on the event loop's thread: it costs CPU the way a regression in
 Python code does (``asyncio.sleep`` would yield the loop instead). Per target (see HOOKS):
@@ -56,8 +56,8 @@ __all__ = [
     "install",
 ]
 
-ENV_PERCENT = "TRISTORE_SLOWDOWN"
-ENV_TARGET = "TRISTORE_SLOWDOWN_TARGET"
+ENV_PERCENT = "TRISTORE_TEST_SLOWDOWN"
+ENV_TARGET = "TRISTORE_TEST_SLOWDOWN_TARGET"
 
 F = TypeVar("F", bound=Callable[..., Any])
 

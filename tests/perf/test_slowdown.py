@@ -38,18 +38,18 @@ def switch(monkeypatch: pytest.MonkeyPatch) -> Iterator[FakeClock]:
 
 def test_slowdown_switch_parsing() -> None:
     assert slowdown._parse({}) == (0.0, "")
-    assert slowdown._parse({"TRISTORE_SLOWDOWN": "0"}) == (0.0, "")
-    on = {"TRISTORE_SLOWDOWN": "20", "TRISTORE_SLOWDOWN_TARGET": "sqlite_write"}
+    assert slowdown._parse({"TRISTORE_TEST_SLOWDOWN": "0"}) == (0.0, "")
+    on = {"TRISTORE_TEST_SLOWDOWN": "20", "TRISTORE_TEST_SLOWDOWN_TARGET": "sqlite_write"}
     assert slowdown._parse(on) == (0.2, "sqlite_write")
 
 
 @pytest.mark.parametrize(
     "env",
     [
-        {"TRISTORE_SLOWDOWN": "abc", "TRISTORE_SLOWDOWN_TARGET": "sqlite_write"},
-        {"TRISTORE_SLOWDOWN": "-5", "TRISTORE_SLOWDOWN_TARGET": "sqlite_write"},
-        {"TRISTORE_SLOWDOWN": "20"},  # no target: slowing nothing must not pass silently
-        {"TRISTORE_SLOWDOWN": "20", "TRISTORE_SLOWDOWN_TARGET": "sqlite_wirte"},
+        {"TRISTORE_TEST_SLOWDOWN": "abc", "TRISTORE_TEST_SLOWDOWN_TARGET": "sqlite_write"},
+        {"TRISTORE_TEST_SLOWDOWN": "-5", "TRISTORE_TEST_SLOWDOWN_TARGET": "sqlite_write"},
+        {"TRISTORE_TEST_SLOWDOWN": "20"},  # no target: slowing nothing must not pass silently
+        {"TRISTORE_TEST_SLOWDOWN": "20", "TRISTORE_TEST_SLOWDOWN_TARGET": "sqlite_wirte"},
     ],
 )
 def test_bad_slowdown_values_are_errors(env: dict[str, str]) -> None:

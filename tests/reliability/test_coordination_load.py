@@ -2,9 +2,9 @@
 
 Each transaction touches the three stores (customer + order in SQLite, node + edge in Kuzu, order
 hash, set and counters in Redis). The target is 100 % success and zero drift, checked with the
-same invariant as the crash loop. ``TRISTORE_LOAD_SECONDS`` sets the duration (3 s by default so
-the test suite stays quick; the specification's run is 180 s). Latencies are printed, never
-asserted: tests assert behaviour; the asv suite measures speed.
+same invariant as the crash loop. ``TRISTORE_TEST_LOAD_SECONDS`` sets the duration (3 s by
+default so the test suite stays quick; the specification's run is 180 s). Latencies are printed,
+never asserted: tests assert behaviour; the asv suite measures speed.
 """
 
 from __future__ import annotations
@@ -21,7 +21,7 @@ from crash_worker import check, ensure_catalogue, one_transaction
 from tristore.coordinator import Coordinator
 
 CONCURRENCY = 25
-DURATION_S = float(os.environ.get("TRISTORE_LOAD_SECONDS", "3"))
+DURATION_S = float(os.environ.get("TRISTORE_TEST_LOAD_SECONDS", "3"))
 
 pytestmark = pytest.mark.timeout(DURATION_S + 120)
 

@@ -30,9 +30,9 @@ import pytest
 from tristore.services import RedisServer
 
 WORKER = Path(__file__).with_name("crash_worker.py")
-MIN_KILLS = int(os.environ.get("TRISTORE_CRASH_KILLS", "50"))
-MIN_TRANSACTIONS = int(os.environ.get("TRISTORE_CRASH_TRANSACTIONS", "500"))
-BUDGET_S = float(os.environ.get("TRISTORE_CRASH_BUDGET_S", "150"))
+MIN_KILLS = int(os.environ.get("TRISTORE_TEST_CRASH_KILLS", "50"))
+MIN_TRANSACTIONS = int(os.environ.get("TRISTORE_TEST_CRASH_TRANSACTIONS", "500"))
+BUDGET_S = float(os.environ.get("TRISTORE_TEST_CRASH_BUDGET_S", "150"))
 READY_TIMEOUT_S = 60.0
 EARLY_KILL_SHARE = 0.125
 

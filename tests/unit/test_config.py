@@ -57,10 +57,23 @@ def test_config_path_from_environment(tmp_path: Path) -> None:
     assert s.graph.max_threads == 1
 
 
+def test_tooling_variables_are_not_settings() -> None:
+    # Reserved prefixes: the test suite's and tristore-bench's switches never reach the settings,
+    # and the library does not list their names.
+    environ = {
+        "TRISTORE_TEST_SLOWDOWN": "20",
+        "TRISTORE_TEST_CRASH_KILLS": "5",
+        "TRISTORE_BENCH_INJECT": "pool_checkout:3",
+        "TRISTORE_SQLITE_READERS": "3",
+    }
+    assert load_settings(environ=environ).sqlite.readers == 3
+
+
 @pytest.mark.parametrize(
     ("environ", "needle"),
     [
         ({"TRISTORE_SQLITE_BUSYTIMEOUT": "5"}, "sqlite.busytimeout: unknown key"),
+        ({"TRISTORE_TESTS_X": "1"}, "TRISTORE_TESTS_X: unknown setting"),
         ({"TRISTORE_NOSUCH_KEY": "5"}, "TRISTORE_NOSUCH_KEY: unknown setting"),
         ({"TRISTORE_SQLITE_BUSY_TIMEOUT_MS": "soon"}, "sqlite.busy_timeout_ms: expected int"),
         ({"TRISTORE_REDIS_CLUSTER": "maybe"}, "redis.cluster: expected bool"),

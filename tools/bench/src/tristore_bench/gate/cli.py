@@ -108,7 +108,7 @@ def _inject_env(inject: float, target: str | None) -> dict[str, str]:
         return {}
     if not target:
         raise click.UsageError("--inject needs --target")
-    return {"TRISTORE_SLOWDOWN": f"{inject:g}", "TRISTORE_SLOWDOWN_TARGET": target}
+    return {"TRISTORE_TEST_SLOWDOWN": f"{inject:g}", "TRISTORE_TEST_SLOWDOWN_TARGET": target}
 
 
 @contextlib.contextmanager
@@ -238,7 +238,7 @@ def _echo(message: str) -> None:
 @click.option(
     "--inject",
     default=0.0,
-    help="Test only: slow head's --target by this percent (TRISTORE_SLOWDOWN).",
+    help="Test only: slow head's --target by this percent (TRISTORE_TEST_SLOWDOWN).",
 )
 @click.option("--target", help="Hot path for --inject: one of TARGETS in tests/perf/slowdown.py.")
 @click.option(

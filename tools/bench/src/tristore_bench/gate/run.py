@@ -29,7 +29,7 @@ from typing import Any
 from tristore_bench.asv import BenchError, HarnessError, git
 from tristore_bench.gate.stats import Comparison, round_statistic
 
-ENV_SLOWDOWN = ("TRISTORE_SLOWDOWN", "TRISTORE_SLOWDOWN_TARGET")
+ENV_SLOWDOWN = ("TRISTORE_TEST_SLOWDOWN", "TRISTORE_TEST_SLOWDOWN_TARGET")
 # pytest exits 5 when every test was deselected or none collected: not an error for a side
 # whose library lacks everything (the report then says "new").
 _PYTEST_OK = (0, 5)
