@@ -97,3 +97,23 @@ def test_merge_adds_rounds_of_the_same_library_only(tmp_path: Path) -> None:
     other = ci.InstrCalibration(source="commit def", valgrind="valgrind-3.19.0")
     with pytest.raises(ci.CalibrationMismatch):
         a.merge(other)
+
+
+def test_a_failed_count_is_counted_again_not_judged(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr(ci, "RETRY_WAIT_S", 0.0)
+    fake = FakeCallgrind([0.0])
+    failures = iter([True])  # the first plain count fails, as a store timing out would
+
+    def flaky(name: str, n: int | None = None, **kw: object) -> FakeCount:
+        if next(failures, False):
+            raise RuntimeError("workload failed:\nStoreUnavailable: timed out after 10s")
+        return fake(name, n, **kw)
+
+    messages: list[str] = []
+    cal = ci.run(
+        _cal(), 1, tmp_path, workloads=["pool_checkout"], measure=flaky, progress=messages.append
+    )
+    assert cal.rounds_done("pool_checkout") == 1
+    assert any("counting again" in m for m in messages)

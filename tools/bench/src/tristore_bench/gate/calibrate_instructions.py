@@ -279,6 +279,7 @@ def run(
 ) -> InstrCalibration:
     """Count until every workload has ``rounds`` complete rounds (resuming a partial one)."""
     names = list(workloads)
+    measure = retrying(measure, progress)
     if math.isnan(cal.loop_per_iteration):
         cal.loop_per_iteration = loop_cost(measure).per_iteration
         progress(f"one injected loop iteration = {cal.loop_per_iteration:g} instructions")
@@ -310,6 +311,37 @@ def run(
                 if state is not None:
                     cal.write(state)
     return cal
+
+
+ATTEMPTS = 3
+RETRY_WAIT_S = 5.0
+
+
+def retrying(measure: Measure, progress: Callable[[str], None]) -> Measure:
+    """``measure``, counted again when a run fails (a store timing out under valgrind on a
+    loaded machine), up to :data:`ATTEMPTS` times. A failed run has no count: never a verdict."""
+    from tenacity import Retrying, retry_if_exception_type, stop_after_attempt, wait_fixed
+
+    def counted(workload: str, n: int | None = None, **options: Any) -> Any:
+        for attempt in Retrying(
+            stop=stop_after_attempt(ATTEMPTS),
+            wait=wait_fixed(RETRY_WAIT_S),
+            retry=retry_if_exception_type(RuntimeError),
+            before_sleep=lambda state: progress(
+                f"{workload}: count failed ({_last_line(state.outcome)}), counting again"
+            ),
+            reraise=True,
+        ):
+            with attempt:
+                return measure(workload, n, **options)
+        raise AssertionError("unreachable")  # pragma: no cover
+
+    return counted
+
+
+def _last_line(outcome: Any) -> str:
+    lines = str(outcome.exception() if outcome is not None else "").splitlines() or [""]
+    return lines[-1][:200]
 
 
 def markdown(cal: InstrCalibration, command: str) -> str:
