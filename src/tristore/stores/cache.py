@@ -124,8 +124,10 @@ class _RedisConnector:
                 await client.aclose()
                 raise self.cache.translate(exc) from exc
             return client
-        # max_connections=1: the one socket the client takes at initialize() is all there is.
-        pool = aioredis.ConnectionPool.from_url(url, max_connections=1, **common)
+        # The client takes one socket at initialize() and keeps it; commands and pipelines use
+        # only that one. The second is for what redis-py takes from the pool itself (a PubSub
+        # needs a socket of its own), as the blocking pool of one used to lend its only one.
+        pool = aioredis.ConnectionPool.from_url(url, max_connections=2, **common)
         client = _Client(connection_pool=pool, single_connection_client=True)
         try:
             await client.ping()
