@@ -323,6 +323,46 @@ async def test_background_checkpoint_bounds_the_wal(tmp_path: Path) -> None:
     assert store.stats()["checkpoints"]["running"] is False
 
 
+async def test_a_pinned_wal_is_restarted_past_the_hard_limit(tmp_path: Path) -> None:
+    """A reader holding a snapshot keeps PASSIVE from ever finishing, so the WAL would grow for
+    as long as it is held: past HARD_FACTOR x the limit, the next write restarts the WAL first."""
+    limit = 64 * 1024
+    store = await _open(tmp_path, checkpoint_wal_bytes=limit)
+    wal = Path(f"{store.path}-wal")
+    reader = sqlite3.connect(store.path, isolation_level=None)
+    hard = limit * store._checkpointer.HARD_FACTOR
+    try:
+        reader.execute("BEGIN")
+        reader.execute("SELECT count(*) FROM customers").fetchone()  # pins the snapshot
+        pad = "y" * 3000
+        i = 0
+        while not store._checkpointer.must_restart:
+            assert i < 5000, "the hard limit was never noticed"
+            await store.execute(
+                "INSERT INTO customers (email, name, country) VALUES (?, ?, 'GB')",
+                (f"p{i}@x.io", pad),
+            )
+            i += 1
+        assert os.stat(wal).st_size > hard
+        reader.execute("ROLLBACK")  # the snapshot goes; the RESTART can now finish
+        await store.execute(
+            "INSERT INTO customers (email, name, country) VALUES ('q@x.io', 'q', 'GB')"
+        )
+        checkpoints = store.stats()["checkpoints"]
+        assert checkpoints["restarts"] == 1
+        busy, frames, done = checkpoints["last_result"]
+        assert busy == 0 and frames == done
+        # The write after the restart began the WAL again, and journal_size_limit cut the file.
+        await store.execute(
+            "INSERT INTO customers (email, name, country) VALUES ('r@x.io', 'r', 'GB')"
+        )
+        assert os.stat(wal).st_size <= limit
+        assert (await store.fetchone("SELECT count(*) FROM customers"))[0] == i + 2
+    finally:
+        reader.close()
+        await store.close()
+
+
 @pytest.mark.parametrize(
     ("key", "value", "expected"),
     [

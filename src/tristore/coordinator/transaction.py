@@ -118,6 +118,11 @@ class Transaction:
                 f"waited {self._timeout:g}s for the SQLite writer lane (the first lock of a "
                 "coordinated transaction); nothing was done"
             ) from exc
+        try:
+            await coord.sqlite.relieve_wal(self._conn)
+        except BaseException:
+            await self._acq.__aexit__(None, None, None)
+            raise
         self._wtx = coord.sqlite.writer_tx(self._conn)
         self._token = _current.set(self)
         self.state = "open"

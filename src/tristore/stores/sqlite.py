@@ -351,6 +351,10 @@ class _Checkpointer:
     """
 
     CHECK_EVERY = 32
+    # Past this many times the limit the background checkpoint is not keeping up (writes outrun
+    # it, or a reader pins the WAL): the next write on the lane runs a RESTART checkpoint on the
+    # writer thread first, with the real busy timeout. Writers wait for it; the loop does not.
+    HARD_FACTOR = 16
 
     def __init__(self, path: Path, limit_bytes: int) -> None:
         self.path = path
@@ -364,6 +368,8 @@ class _Checkpointer:
         self._conn: sqlite3.Connection | None = None
         self._executor: ThreadPoolExecutor | None = None
         self._future: asyncio.Future[tuple[int, int, int]] | None = None
+        self.must_restart = False
+        self.restarts = 0
 
     def note_commit(self, *, heavy: bool = False) -> None:
         self.commits += 1
@@ -377,6 +383,8 @@ class _Checkpointer:
             size = self.wal.stat().st_size
         except OSError:
             return  # no WAL file yet
+        if size > self.limit * self.HARD_FACTOR:
+            self.must_restart = True
         if size > self.limit:
             self.start()
 
@@ -433,6 +441,7 @@ class _Checkpointer:
             "commits": self.commits,
             "runs": self.runs,
             "failures": self.failures,
+            "restarts": self.restarts,
             "running": self._future is not None and not self._future.done(),
             "last_result": self.last_result,
             "last_error": self.last_error,
@@ -514,6 +523,7 @@ class SQLiteStore:
         ``fn`` raising rolls the transaction back; sqlite3 errors become typed errors.
         """
         async with self.writer.acquire(timeout=timeout) as conn:
+            await self.relieve_wal(conn)
             if conn.inline:
                 try:
                     outcome, result = _run_inline(
@@ -541,6 +551,35 @@ class SQLiteStore:
             if conn.inline:
                 self._checkpointer.note_commit(heavy=True)
             return result
+
+    async def relieve_wal(self, conn: SQLiteConnection) -> None:
+        """Bound the WAL: a RESTART checkpoint on the writer thread once it is far past the limit.
+
+        Called with the writer lane held, before a write. The WAL restarts from its beginning
+        (and ``journal_size_limit`` truncates it) only after a checkpoint that copied every frame;
+        a stream of inline writes, or a long reader, can keep the background PASSIVE checkpoint
+        from ever getting there.
+        """
+        if not self._checkpointer.must_restart:
+            return
+        self._checkpointer.must_restart = False
+        wait = self.settings.sqlite.busy_timeout_ms
+
+        def restart(c: sqlite3.Connection) -> tuple[int, int, int]:
+            c.execute(f"PRAGMA busy_timeout = {int(wait)}")
+            try:
+                busy, frames, done = c.execute("PRAGMA wal_checkpoint(RESTART)").fetchone()
+            finally:
+                c.execute(f"PRAGMA busy_timeout = {0 if conn.inline else int(wait)}")
+            return int(busy), int(frames), int(done)
+
+        try:
+            result = await conn.run(restart)
+        except DRIVER_ERRORS as exc:
+            log.warning("sqlite: RESTART checkpoint of %s failed: %s", self.path, exc)
+            return
+        self._checkpointer.restarts += 1
+        self._checkpointer.last_result = result
 
     async def _yield_now_and_then(self) -> None:
         """Let the loop run at least every INLINE_SLICE_S of inline writes.
@@ -601,6 +640,7 @@ class SQLiteStore:
         # Stays on the writer thread: the body gets the aiosqlite connection and may leave
         # statements queued there (a caught timeout), which an inline COMMIT would overtake.
         async with self.writer.acquire(timeout=timeout) as conn:
+            await self.relieve_wal(conn)
             wait = self._wait_ms(conn)
             try:
                 await conn.run(lambda c: begin_immediate(c, wait))
