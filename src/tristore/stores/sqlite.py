@@ -369,7 +369,8 @@ class _Checkpointer:
         self._executor: ThreadPoolExecutor | None = None
         self._future: asyncio.Future[tuple[int, int, int]] | None = None
         self.must_restart = False
-        self.restarts = 0
+        self.restarts = 0  # RESTART checkpoints that copied every frame
+        self.last_restart: tuple[int, int, int] | None = None
 
     def note_commit(self, *, heavy: bool = False) -> None:
         self.commits += 1
@@ -442,6 +443,7 @@ class _Checkpointer:
             "runs": self.runs,
             "failures": self.failures,
             "restarts": self.restarts,
+            "last_restart": self.last_restart,
             "running": self._future is not None and not self._future.done(),
             "last_result": self.last_result,
             "last_error": self.last_error,
@@ -560,9 +562,12 @@ class SQLiteStore:
         a stream of inline writes, or a long reader, can keep the background PASSIVE checkpoint
         from ever getting there.
         """
-        if not self._checkpointer.must_restart:
+        checkpointer = self._checkpointer
+        if not checkpointer.must_restart:
             return
-        self._checkpointer.must_restart = False
+        checkpointer.must_restart = False  # set again by the size check while still over
+        # A checkpoint in flight holds the checkpoint lock: RESTART would only get SQLITE_BUSY.
+        await checkpointer.wait()
         wait = self.settings.sqlite.busy_timeout_ms
 
         def restart(c: sqlite3.Connection) -> tuple[int, int, int]:
@@ -578,8 +583,9 @@ class SQLiteStore:
         except DRIVER_ERRORS as exc:
             log.warning("sqlite: RESTART checkpoint of %s failed: %s", self.path, exc)
             return
-        self._checkpointer.restarts += 1
-        self._checkpointer.last_result = result
+        checkpointer.last_restart = result
+        if result[0] == 0:
+            checkpointer.restarts += 1
 
     async def _yield_now_and_then(self) -> None:
         """Let the loop run at least every INLINE_SLICE_S of inline writes.
