@@ -340,6 +340,12 @@ class Pool(Generic[C]):
         return self._name
 
     @property
+    def waiting(self) -> int:
+        """Requests queued for a connection now (``stats()["requests_waiting"]``, without the
+        dict)."""
+        return len(self._waiting)
+
+    @property
     def config(self) -> PoolConfig:
         return self._config
 

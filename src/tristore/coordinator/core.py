@@ -298,10 +298,7 @@ class Coordinator:
         # so a cancellation can never leave one store committed and the locks held.
         context = contextvars.copy_context()
         context.run(_current.set, None)  # hooks run in this task may open transactions
-        task = asyncio.get_running_loop().create_task(self._commit_protocol(tx), context=context)
-        self._tasks.add(task)
-        task.add_done_callback(_forget(self._tasks))
-        await asyncio.shield(task)
+        await asyncio.shield(self._spawn(self._commit_protocol(tx), context))
 
     async def _commit_protocol(self, tx: Transaction) -> None:
         intent = (
@@ -404,18 +401,19 @@ class Coordinator:
         """
         if batch is not self._batch:
             return
-        waiting = self.sqlite.writer.stats()["requests_waiting"]
-        if len(batch.members) >= self.graph_batch_size or not waiting:
+        if len(batch.members) >= self.graph_batch_size or not self.sqlite.writer.waiting:
             self._spawn(self._commit_batch(batch))
         elif batch.timer is None:
             batch.timer = asyncio.get_running_loop().call_later(
                 self.graph_batch_wait, lambda: self._spawn(self._commit_batch(batch))
             )
 
-    def _spawn(self, coro: Any) -> None:
-        task = asyncio.get_running_loop().create_task(coro)
+    def _spawn(self, coro: Any, context: contextvars.Context | None = None) -> asyncio.Task[Any]:
+        """A task ``close()`` waits for."""
+        task = asyncio.get_running_loop().create_task(coro, context=context)
         self._tasks.add(task)
         task.add_done_callback(_forget(self._tasks))
+        return task
 
     async def _commit_batch(self, batch: GraphBatch) -> None:
         """One Kuzu COMMIT for every member; on failure they all wait in the backlog."""

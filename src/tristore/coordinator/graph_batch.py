@@ -15,7 +15,6 @@ work. One member's bad ops can therefore never mark the others applied, and neve
 from __future__ import annotations
 
 import asyncio
-import time
 from typing import Any
 
 from tristore.coordinator.log import Intent
@@ -24,7 +23,7 @@ from tristore.coordinator.log import Intent
 class GraphBatch:
     """The open Kuzu transaction on the writer lane, and the committed intents staged in it."""
 
-    __slots__ = ("begun", "conn", "done", "lane", "members", "opened_at", "timer")
+    __slots__ = ("begun", "conn", "done", "lane", "members", "timer")
 
     def __init__(self, lane: Any, conn: Any) -> None:
         self.lane = lane  # the writer pool's acquire context: held until the batch ends
@@ -34,7 +33,6 @@ class GraphBatch:
         # True once the Kuzu COMMIT succeeded; False if the batch was rolled back or the COMMIT
         # failed (the members are then in the graph backlog).
         self.done: asyncio.Future[bool] = asyncio.get_running_loop().create_future()
-        self.opened_at = time.monotonic()
         self.timer: asyncio.TimerHandle | None = None
 
     def settle(self, committed: bool) -> None:

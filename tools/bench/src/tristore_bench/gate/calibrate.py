@@ -106,15 +106,15 @@ class Calibration:
             "false_verdicts": false,
             "inconclusive": inconclusive,
             "false_rate": false / n if n else math.nan,
-            "false_rate_ci95": _ci(false, n),
+            "false_rate_ci95": clopper_pearson(false, n),
             "median_ratio": statistics.median([c.ratio for c in judged]) if judged else math.nan,
             "cv_round_min": _median_cv(comps, "base", "head"),
-            "cv_round_median": _median(self.median_cvs.get(name, [])),
+            "cv_round_median": median_or_nan(self.median_cvs.get(name, [])),
         }
         if is_target:
             out["detected"] = regress
             out["detection_rate"] = regress / n if n else math.nan
-            out["detection_rate_ci95"] = _ci(regress, n)
+            out["detection_rate_ci95"] = clopper_pearson(regress, n)
         pool = self.pooled.get(name)
         if resample and pool and len(pool["base"]) >= 2 and len(pool["head"]) >= 2:
             # One benchmark at a time, at the Bonferroni level alpha/m: the least Holm ever
@@ -149,7 +149,7 @@ class Calibration:
             "seconds_per_run": statistics.median([r.seconds for r in self.runs]) if n else 0,
             "gate_failed_runs": failed,
             "gate_failed_rate": failed / n if n else math.nan,
-            "gate_failed_rate_ci95": _ci(failed, n),
+            "gate_failed_rate_ci95": clopper_pearson(failed, n),
             "benchmarks": rows,
         }
         if resample and not self.inject and self.runs:
@@ -185,7 +185,7 @@ class Calibration:
         tmp.replace(path)
 
 
-def _ci(k: int, n: int) -> list[float]:
+def clopper_pearson(k: int, n: int) -> list[float]:
     """Exact (Clopper-Pearson) 95% interval for k successes out of n."""
     from scipy import stats
 
@@ -200,7 +200,7 @@ def _median_cv(comps: Sequence[Comparison], *sides: str) -> float:
     return statistics.median(values) if values else math.nan
 
 
-def _median(values: Sequence[float]) -> float:
+def median_or_nan(values: Sequence[float]) -> float:
     return statistics.median(values) if values else math.nan
 
 

@@ -33,12 +33,13 @@ import itertools
 import json
 import math
 import time
-from collections.abc import Callable, Iterable, Sequence
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 from tristore_bench import instructions
+from tristore_bench.gate.calibrate import clopper_pearson, median_or_nan
 from tristore_bench.gate.instructions import (
     DEFAULT_THRESHOLD,
     LoopCost,
@@ -225,12 +226,12 @@ class InstrCalibration:
                     verdict(b, h, threshold) == "regression" for b in zeros for h in injected
                 ),
                 "ratio_min": min(ratios),
-                "ratio_median": _median(ratios),
+                "ratio_median": median_or_nan(ratios),
             }
         return {
             "workload": workload,
             "rounds": self.rounds_done(workload),
-            "per_op_median": _median(per.get(PLAIN, []) or zeros),
+            "per_op_median": median_or_nan(per.get(PLAIN, []) or zeros),
             "spread": spreads,
             "aa_pairs": aa_pairs,
             "aa_false": aa_false,
@@ -238,24 +239,6 @@ class InstrCalibration:
             "aa_disjoint_false": disjoint_false,
             "detection": detection,
         }
-
-
-def clopper_pearson(k: int, n: int) -> list[float]:
-    """Exact 95% interval for ``k`` events in ``n`` trials (nan, nan for none)."""
-    from scipy import stats
-
-    if n == 0:
-        return [math.nan, math.nan]
-    ci = stats.binomtest(k, n).proportion_ci(confidence_level=0.95, method="exact")
-    return [float(ci.low), float(ci.high)]
-
-
-def _median(values: Sequence[float]) -> float:
-    ordered = sorted(values)
-    if not ordered:
-        return math.nan
-    mid = len(ordered) // 2
-    return ordered[mid] if len(ordered) % 2 else (ordered[mid - 1] + ordered[mid]) / 2
 
 
 def _variant_env(cal: InstrCalibration, workload: str, variant: str) -> dict[str, str] | None:
