@@ -1,4 +1,4 @@
-"""Issue 16, defect 8: ``tristore load`` on SIGINT/SIGTERM, and a killed owner's Redis directory.
+"""Issue 16, defect 8: ``tristore load`` on SIGINT/SIGTERM, and a killed owner's directories.
 
 Real subprocesses, each with a private TMPDIR so that "nothing left behind" is checked on a
 directory only that process used. Waits are hang guards (HANG_S), never thresholds.
@@ -16,7 +16,9 @@ from pathlib import Path
 
 import pytest
 
-from tristore.services.redis_server import OWNER_FILE, WORKDIR_PREFIX, sweep_stale_workdirs
+from tristore.flows.env import LOAD_DIR_PREFIX
+from tristore.services.owned_dirs import OWNER_FILE
+from tristore.services.redis_server import WORKDIR_PREFIX, sweep_stale_workdirs
 
 HANG_S = 60.0
 TRISTORE = str(Path(sys.executable).with_name("tristore"))
@@ -139,3 +141,45 @@ def test_a_killed_owners_redis_dir_is_swept_at_the_next_start(tmp_path: Path) ->
     finally:
         live.communicate(input="", timeout=HANG_S)
     assert not live_dir.exists()
+
+
+def test_a_killed_load_run_leaves_directories_the_next_run_sweeps(tmp_path: Path) -> None:
+    tmp = tmp_path / "tmp"
+    tmp.mkdir()
+    # SIGKILL: no cleanup can run, so the load directory and the Redis directory stay.
+    killed = _python(
+        """
+        import asyncio, os, signal
+        from tristore.flows.env import open_env
+
+        async def main():
+            async with open_env(size=None) as env:
+                print(env.data_dir, flush=True)
+                os.kill(os.getpid(), signal.SIGKILL)
+
+        asyncio.run(main())
+        """,
+        tmp,
+    )
+    out, _ = killed.communicate(timeout=HANG_S)
+    assert killed.returncode == -signal.SIGKILL
+    stale_load = Path(out.strip())
+    assert stale_load.name.startswith(LOAD_DIR_PREFIX) and (stale_load / OWNER_FILE).is_file()
+    assert any(name.startswith(WORKDIR_PREFIX) for name in _leftovers(tmp))
+    nxt = _python(
+        """
+        import asyncio
+        from tristore.flows.env import open_env
+
+        async def main():
+            async with open_env(size=None) as env:
+                print(env.data_dir, flush=True)
+
+        asyncio.run(main())
+        """,
+        tmp,
+    )
+    out, _ = nxt.communicate(timeout=HANG_S)
+    assert nxt.returncode == 0
+    assert not stale_load.exists()
+    assert _leftovers(tmp) == []  # the next run's own directories are gone too

@@ -16,7 +16,8 @@ commit, with the locks it holds (always taken in this order, each wait bounded):
 Running the graph ops in a Kuzu transaction that is still open when SQLite commits is what catches
 a Cypher syntax error, an unknown property or a wrong-typed parameter *before* anything commits,
 without executing the ops twice (a dry run plus a real run would double the graph cost).
-The transaction object is in :mod:`.transaction`, the Kuzu-thread functions in :mod:`.graph_apply`.
+The caller's transaction object is in :mod:`.transaction`; the protocol here works on its
+:class:`~.txstate.TxState` only. The Kuzu-thread functions are in :mod:`.graph_apply`.
 """
 
 from __future__ import annotations
@@ -48,7 +49,8 @@ from tristore.coordinator.graph_apply import (
 from tristore.coordinator.graph_batch import GraphBatch
 from tristore.coordinator.log import Intent, Mark
 from tristore.coordinator.ops import APPLY_SCRIPT, marker_key, script_args
-from tristore.coordinator.transaction import Transaction, _current
+from tristore.coordinator.transaction import Transaction
+from tristore.coordinator.txstate import TxHost, TxState, open_in_task
 from tristore.coordinator.validate import validate_consistency
 from tristore.errors import (
     ConfigError,
@@ -198,6 +200,15 @@ class Coordinator:
         self.graph_batch_size = graph_batch_size
         self.graph_batch_wait = float(graph_batch_wait)
         self.faults = Faults()
+        self._host = TxHost(
+            sqlite=sqlite,
+            sql_value_limit=sqlite.settings.sqlite.max_value_bytes,
+            graph_value_limit=graph.settings.graph.max_value_bytes,
+            cache_value_limit=cache.settings.redis.max_value_bytes,
+            check_open=self._require_open,
+            count=self._count,
+            commit=self._commit,
+        )
         self._open = False
         self._graph_backlog: deque[Intent] = deque()
         self._batch: GraphBatch | None = None  # the open shared Kuzu transaction, if any
@@ -290,22 +301,18 @@ class Coordinator:
 
     def transaction(self, *, timeout: float | None = None) -> Transaction:
         """A coordinated transaction; ``timeout`` bounds the wait for the SQLite writer lane."""
-        return Transaction(self, self.lock_timeout if timeout is None else timeout)
+        return Transaction(self._host, self.lock_timeout if timeout is None else timeout)
 
     # -- commit -----------------------------------------------------------------------------
-    async def _commit(self, tx: Transaction) -> None:
+    async def _commit(self, tx: TxState) -> None:
         # Shielded: once started, the protocol runs to its end even if the caller is cancelled,
         # so a cancellation can never leave one store committed and the locks held.
         context = contextvars.copy_context()
-        context.run(_current.set, None)  # hooks run in this task may open transactions
+        context.run(open_in_task.set, False)  # hooks run in this task may open transactions
         await asyncio.shield(self._spawn(self._commit_protocol(tx), context))
 
-    async def _commit_protocol(self, tx: Transaction) -> None:
-        intent = (
-            Intent(tx.txid, tx._graph_ops, tx._cache_ops)
-            if (tx._graph_ops or tx._cache_ops)
-            else None
-        )
+    async def _commit_protocol(self, tx: TxState) -> None:
+        intent = tx.staged_intent()
         tx.state = "committing"
         batch: GraphBatch | None = None
         try:
@@ -314,12 +321,10 @@ class Coordinator:
             else:
                 await self._commit_with_marks(tx, intent)
         except BaseException:
-            await tx._abort()
+            await tx.abort()
             raise
         # -- committed: from here on nothing is raised to the caller --
-        tx.state = "committed"
-        tx._intent = intent
-        self._count("committed")
+        tx.committed(intent)
         ticket = None
         if intent is not None and intent.cache_ops:
             # Queued while the SQLite lane is still held, so the backlog is in commit order; the
@@ -328,7 +333,7 @@ class Coordinator:
             self._cache_backlog.append(intent)
         if batch is not None:
             self._schedule_batch_commit(batch)  # before the lane goes: who queues for it counts
-        await tx._release_sqlite()
+        await tx.release_lane()
         if intent is not None:
             self._live.add(intent.txid)
             try:
@@ -345,9 +350,9 @@ class Coordinator:
             tx.apply_errors = list(intent.errors)
             if tx.pending:
                 self._count("pending_after_commit")
-        await tx._run_hooks(tx._commit_hooks)
+        await tx.run_hooks(tx.commit_hooks)
 
-    async def _commit_with_marks(self, tx: Transaction, intent: Intent | None) -> None:
+    async def _commit_with_marks(self, tx: TxState, intent: Intent | None) -> None:
         """The SQLite commit, carrying the "applied" marks held in memory (restored on failure)."""
         marks, self._done = self._done, []
         try:
@@ -357,7 +362,7 @@ class Coordinator:
             raise
 
     # -- the graph batch --------------------------------------------------------------------
-    async def _stage_and_commit(self, tx: Transaction, intent: Intent) -> GraphBatch:
+    async def _stage_and_commit(self, tx: TxState, intent: Intent) -> GraphBatch:
         """Stage the graph ops in the shared Kuzu transaction, then commit SQLite.
 
         Both happen under the graph lock, so the batch cannot be committed between this
@@ -488,12 +493,8 @@ class Coordinator:
             ) from error
         batch.begun = True
 
-    async def _commit_sqlite(
-        self, tx: Transaction, intent: Intent | None, marks: list[Mark]
-    ) -> None:
-        conn, wtx = tx._conn, tx._wtx
-        assert conn is not None and wtx is not None
-        if not tx._begun and intent is None and not marks:
+    async def _commit_sqlite(self, tx: TxState, intent: Intent | None, marks: list[Mark]) -> None:
+        if not tx.in_transaction and intent is None and not marks:
             return  # nothing was written: there is nothing to commit
         faults = self.faults
 
@@ -505,11 +506,9 @@ class Coordinator:
             intent_log.mark(c, marks)
 
         try:
-            await wtx.step(work, commit=True)
+            await tx.step(work, commit=True)
         except sqlite3.Error as exc:
             raise sqlite_translate(exc) from exc
-        finally:
-            tx._begun = conn.raw.in_transaction
 
     async def _finish(self, intent: Intent, batch: GraphBatch | None, ticket: int | None) -> None:
         if batch is not None and ticket is not None:

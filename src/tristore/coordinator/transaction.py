@@ -10,45 +10,18 @@ from __future__ import annotations
 
 import asyncio
 import contextvars
-import inspect
-import logging
 import sqlite3
-import uuid
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Any, TypeVar
+from typing import Any, TypeVar
 
 from tristore.coordinator.ops import cache_op, check_sql, graph_op
-from tristore.errors import (
-    CoordinatorError,
-    CoordinatorTimeout,
-    DeadlockError,
-    PoolTimeout,
-    TristoreError,
-)
-from tristore.stores.sqlite import (
-    DRIVER_ERRORS,
-    Params,
-    SQLiteConnection,
-    WriterTx,
-    check_params,
-)
+from tristore.coordinator.txstate import Hook, TxHost, TxState, open_in_task
+from tristore.errors import CoordinatorError, CoordinatorTimeout, DeadlockError, TristoreError
+from tristore.stores.sqlite import DRIVER_ERRORS, Params, check_params
 from tristore.stores.sqlite import translate as sqlite_translate
 
-if TYPE_CHECKING:
-    from tristore.coordinator.core import Coordinator
-    from tristore.coordinator.log import Intent
-
-log = logging.getLogger(__name__)
-
 T = TypeVar("T")
-Hook = Callable[[], Any]  # returns None or an awaitable
-
-# The coordinated transaction open in this task, if any: opening a second one would wait on the
-# SQLite writer lane the first one holds, a self-deadlock that is refused at once instead.
-_current: contextvars.ContextVar[Transaction | None] = contextvars.ContextVar(
-    "tristore_coordinated_transaction", default=None
-)
 
 
 @dataclass(frozen=True)
@@ -72,73 +45,65 @@ class Transaction:
     ``apply_errors`` lists cache or graph work a store rejected after the commit.
     """
 
-    def __init__(self, coordinator: Coordinator, timeout: float) -> None:
-        self.coordinator = coordinator
-        self.txid = uuid.uuid4().hex
-        self.state = "new"
-        self.pending: tuple[str, ...] = ()
-        self.apply_errors: list[str] = []
-        self.hook_errors: list[BaseException] = []
-        self._timeout = timeout
-        self._graph_ops: list[tuple[str, dict[str, Any]]] = []
-        self._cache_ops: list[list[str]] = []
-        self._abort_hooks: list[Hook] = []
-        self._commit_hooks: list[Hook] = []
-        self._acq: Any = None
-        self._conn: SQLiteConnection | None = None
-        self._wtx: WriterTx | None = None
-        self._begun = False
+    def __init__(self, host: TxHost, timeout: float) -> None:
+        self._host = host
+        self._tx = TxState(host, timeout)
         self._failure: BaseException | None = None
         self._sql_lock = asyncio.Lock()
-        self._token: contextvars.Token[Transaction | None] | None = None
-        self._intent: Intent | None = None
+        self._token: contextvars.Token[bool] | None = None
+
+    @property
+    def txid(self) -> str:
+        return self._tx.txid
+
+    @property
+    def state(self) -> str:
+        return self._tx.state
+
+    @property
+    def pending(self) -> tuple[str, ...]:
+        return self._tx.pending
+
+    @property
+    def apply_errors(self) -> list[str]:
+        return self._tx.apply_errors
+
+    @property
+    def hook_errors(self) -> list[BaseException]:
+        return self._tx.hook_errors
 
     @property
     def committed(self) -> bool:
-        return self.state == "committed"
+        return self._tx.state == "committed"
 
     # -- life cycle -------------------------------------------------------------------------
     async def __aenter__(self) -> Transaction:
-        coord = self.coordinator
-        if _current.get() is not None:
-            coord._count("deadlocks")
+        host, tx = self._host, self._tx
+        if open_in_task.get():
+            host.count("deadlocks")
             raise DeadlockError(
                 "a coordinated transaction is already open in this task: a nested one would wait "
                 "forever for the SQLite writer lane the outer one holds"
             )
-        coord._require_open()
-        if self.state != "new":
+        host.check_open()
+        if tx.state != "new":
             raise CoordinatorError("a Transaction object can be entered only once")
-        self._acq = coord.sqlite.writer.acquire(timeout=self._timeout)
-        try:
-            self._conn = await self._acq.__aenter__()
-        except PoolTimeout as exc:
-            coord._count("lock_timeouts")
-            raise CoordinatorTimeout(
-                f"waited {self._timeout:g}s for the SQLite writer lane (the first lock of a "
-                "coordinated transaction); nothing was done"
-            ) from exc
-        try:
-            await coord.sqlite.relieve_wal(self._conn)
-        except BaseException:
-            await self._acq.__aexit__(None, None, None)
-            raise
-        self._wtx = coord.sqlite.writer_tx(self._conn)
-        self._token = _current.set(self)
-        self.state = "open"
-        coord._count("begun")
+        await tx.take_lane()
+        self._token = open_in_task.set(True)
+        tx.state = "open"
+        host.count("begun")
         return self
 
     async def __aexit__(self, exc_type: Any, exc: BaseException | None, tb: Any) -> bool:
         # Reset first: hooks run below may open a transaction of their own (the lane is free by
         # then), which must not be mistaken for nesting.
         if self._token is not None:
-            _current.reset(self._token)
+            open_in_task.reset(self._token)
             self._token = None
         if exc_type is None and self._failure is None:
-            await self.coordinator._commit(self)
+            await self._host.commit(self._tx)
             return False
-        await self._abort()
+        await self._tx.abort()
         if exc_type is None:
             raise CoordinatorError(
                 f"transaction {self.txid} was rolled back: an operation in it failed "
@@ -152,7 +117,7 @@ class Transaction:
         self._require_open()
         try:
             check_sql(sql)
-            check_params(params, self.coordinator.sqlite.settings.sqlite.max_value_bytes)
+            check_params(params, self._host.sql_value_limit)
         except TristoreError as exc:
             self._failure = exc
             raise
@@ -173,9 +138,8 @@ class Transaction:
     def graph(self, cypher: str, params: Mapping[str, Any] | None = None) -> None:
         """Stage a Cypher write; it runs (and is validated) at commit, before SQLite commits."""
         self._require_open()
-        limit = self.coordinator.graph.settings.graph.max_value_bytes
         try:
-            self._graph_ops.append(graph_op(cypher, params, limit))
+            self._tx.graph_ops.append(graph_op(cypher, params, self._host.graph_value_limit))
         except TristoreError as exc:
             self._failure = exc
             raise
@@ -183,9 +147,8 @@ class Transaction:
     def cache(self, *command: Any) -> None:
         """Stage a Redis write, e.g. ``tx.cache("HSET", key, "field", value)``."""
         self._require_open()
-        limit = self.coordinator.cache.settings.redis.max_value_bytes
         try:
-            self._cache_ops.append(cache_op(command, limit))
+            self._tx.cache_ops.append(cache_op(command, self._host.cache_value_limit))
         except TristoreError as exc:
             self._failure = exc
             raise
@@ -193,18 +156,19 @@ class Transaction:
     def on_abort(self, fn: Hook) -> None:
         """Call ``fn()`` (sync or async) if the transaction rolls back: undo outside effects."""
         self._require_open()
-        self._abort_hooks.append(fn)
+        self._tx.abort_hooks.append(fn)
 
     def after_commit(self, fn: Hook) -> None:
         """Call ``fn()`` once committed and applied (or pending); errors are logged, not raised."""
         self._require_open()
-        self._commit_hooks.append(fn)
+        self._tx.commit_hooks.append(fn)
 
     async def applied(self, timeout: float | None = None) -> None:
         """Wait until a committed transaction's graph and cache work is applied (or failed)."""
-        intent = self._intent
-        if self.state != "committed":
-            raise CoordinatorError(f"transaction {self.txid} is {self.state}, not committed")
+        tx = self._tx
+        intent = tx.intent
+        if tx.state != "committed":
+            raise CoordinatorError(f"transaction {tx.txid} is {tx.state}, not committed")
         if intent is None:
             return
         if not intent.done:
@@ -215,27 +179,26 @@ class Transaction:
                     await asyncio.shield(intent.settled)
             except TimeoutError:
                 raise CoordinatorTimeout(
-                    f"transaction {self.txid}: {', '.join(intent.pending_stores())} still "
+                    f"transaction {tx.txid}: {', '.join(intent.pending_stores())} still "
                     f"pending after {timeout:g}s (recovery keeps retrying)"
                 ) from None
-        self.pending = intent.pending_stores()
-        self.apply_errors = list(intent.errors)
+        tx.pending = intent.pending_stores()
+        tx.apply_errors = list(intent.errors)
 
     # -- internals --------------------------------------------------------------------------
     def _require_open(self) -> None:
-        if self.state != "open":
-            raise CoordinatorError(f"transaction {self.txid} is {self.state}, not open")
+        if self._tx.state != "open":
+            raise CoordinatorError(f"transaction {self.txid} is {self._tx.state}, not open")
 
     async def _run_sql(self, fn: Callable[[sqlite3.Connection], T]) -> T:
-        conn, wtx = self._conn, self._wtx
-        assert conn is not None and wtx is not None
+        tx = self._tx
         async with self._sql_lock:
             if self._failure is not None:
                 raise CoordinatorError(
-                    f"transaction {self.txid} already failed ({self._failure}); it will roll back"
+                    f"transaction {tx.txid} already failed ({self._failure}); it will roll back"
                 ) from self._failure
             try:
-                result = await wtx.step(fn)
+                result = await tx.step(fn)
             except DRIVER_ERRORS as exc:  # sqlite3's, and its bare OverflowError for a huge int
                 err = sqlite_translate(exc)
                 self._failure = err
@@ -243,58 +206,14 @@ class Transaction:
             except BaseException as exc:
                 self._failure = exc
                 raise
-            finally:
-                self._begun = conn.raw.in_transaction
-            if not self._begun:
+            if not tx.in_transaction:
                 # fn committed or rolled back behind the coordinator's back: whatever it wrote
                 # is outside this transaction now. Refuse to go on.
                 self._failure = CoordinatorError(
-                    f"transaction {self.txid}: the SQL ended the SQLite transaction itself"
+                    f"transaction {tx.txid}: the SQL ended the SQLite transaction itself"
                 )
                 raise self._failure
             return result
-
-    async def _abort(self) -> None:
-        await self._rollback_sqlite()
-        self.state = "rolled_back"
-        self.coordinator._count("rolled_back")
-        await self._run_hooks(self._abort_hooks)
-
-    async def _rollback_sqlite(self) -> None:
-        conn, acq, wtx = self._conn, self._acq, self._wtx
-        if conn is None or acq is None or wtx is None:
-            return
-        self._conn = self._acq = self._wtx = None
-        failed: BaseException | None = None
-        try:
-            await asyncio.shield(wtx.rollback())
-        except BaseException as exc:  # cancelled, or the rollback itself failed: unknown state
-            self.coordinator.sqlite.writer.discard(conn)
-            failed = exc
-        await acq.__aexit__(None, None, None)
-        if failed is not None and not isinstance(failed, Exception):
-            raise failed
-
-    async def _release_sqlite(self) -> None:
-        acq = self._acq
-        self._conn = self._acq = self._wtx = None
-        if acq is not None:
-            # Never raises: the commit is done, and the caller holds a cache turn that the
-            # transactions behind it are waiting for.
-            try:
-                await acq.__aexit__(None, None, None)
-            except Exception:  # pragma: no cover - the pool's return path does not raise
-                log.exception("coordinated transaction %s: returning the SQLite lane", self.txid)
-
-    async def _run_hooks(self, hooks: Sequence[Hook]) -> None:
-        for fn in hooks:
-            try:
-                result = fn()
-                if inspect.isawaitable(result):
-                    await result
-            except Exception as exc:
-                log.exception("coordinated transaction %s: hook %r failed", self.txid, fn)
-                self.hook_errors.append(exc)
 
 
 def _execute(conn: sqlite3.Connection, sql: str, params: Params) -> SqlResult:

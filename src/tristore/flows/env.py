@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import contextlib
 import shutil
-import tempfile
 from collections.abc import AsyncIterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -14,8 +13,11 @@ from tristore.config import Settings
 from tristore.coordinator import Coordinator
 from tristore.flows.pipeline import OrderPipeline
 from tristore.manager import PoolManager
+from tristore.services.owned_dirs import make_owned_dir
 
-__all__ = ["FlowEnv", "open_env"]
+__all__ = ["LOAD_DIR_PREFIX", "FlowEnv", "open_env"]
+
+LOAD_DIR_PREFIX = "tristore-load-"
 
 
 @dataclass
@@ -52,7 +54,8 @@ async def open_env(
     """
     base = settings or Settings()
     own_dir = data_dir is None
-    directory = Path(tempfile.mkdtemp(prefix="tristore-load-") if own_dir else data_dir)
+    # Owned: a run killed by SIGKILL leaves its directory, which the next run sweeps.
+    directory = Path(make_owned_dir(LOAD_DIR_PREFIX) if own_dir else data_dir)
     try:
         redis = {"url": ""} if embedded_redis else {}
         settings = base.replace(

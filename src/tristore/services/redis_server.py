@@ -29,7 +29,6 @@ import signal
 import socket
 import subprocess
 import sys
-import tempfile
 import threading
 import urllib.parse
 import weakref
@@ -43,6 +42,7 @@ from mirakuru import Executor
 from mirakuru.exceptions import ProcessExitedWithError, TimeoutExpired
 
 from tristore.errors import ConfigError, ServiceError
+from tristore.services.owned_dirs import make_owned_dir, sweep_stale
 
 STORE = "redis"
 HOST = "127.0.0.1"
@@ -309,60 +309,15 @@ _LAUNCHER = _LauncherThread()
 # --- working directories -------------------------------------------------------------------------
 
 WORKDIR_PREFIX = "tristore-redis-"
-# Written into each working directory at creation: the pid of the Python process that owns it.
-# A killed owner (SIGKILL, or a signal it did not handle) runs no cleanup, so the next start
-# sweeps the directories whose owner is gone; one without this file is never touched (another
-# process may have just created it, or it predates the file).
-OWNER_FILE = "owner.pid"
 
 
 def _make_workdir() -> str:
-    sweep_stale_workdirs()
-    workdir = tempfile.mkdtemp(prefix=WORKDIR_PREFIX)
-    with open(os.path.join(workdir, OWNER_FILE), "w", encoding="ascii") as fh:
-        fh.write(f"{os.getpid()}\n")
-    return workdir
-
-
-def _pid_alive(pid: int) -> bool:
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    except PermissionError:  # exists, under another user
-        return True
-    return True
+    return make_owned_dir(WORKDIR_PREFIX)
 
 
 def sweep_stale_workdirs(parent: str | None = None) -> list[str]:
-    """Remove the working directories, in ``parent`` (the temp dir), of servers whose owner died.
-
-    Only directories of this user with an owner file naming a pid that no longer exists: a live
-    owner's directory (or one whose pid was reused, which reads as alive) is left alone.
-    Returns the directories removed.
-    """
-    parent = parent if parent is not None else tempfile.gettempdir()
-    removed: list[str] = []
-    try:
-        entries = list(os.scandir(parent))
-    except OSError:
-        return removed
-    uid = os.getuid()
-    for entry in entries:
-        if not entry.name.startswith(WORKDIR_PREFIX):
-            continue
-        try:
-            if not entry.is_dir(follow_symlinks=False) or entry.stat().st_uid != uid:
-                continue
-            with open(os.path.join(entry.path, OWNER_FILE), encoding="ascii") as fh:
-                owner = int(fh.read().strip())
-        except (OSError, ValueError):
-            continue
-        if owner <= 0 or owner == os.getpid() or _pid_alive(owner):
-            continue
-        shutil.rmtree(entry.path, ignore_errors=True)
-        removed.append(entry.path)
-    return removed
+    """Remove the working directories of servers whose owner died (see :mod:`.owned_dirs`)."""
+    return sweep_stale(WORKDIR_PREFIX, parent)
 
 
 def _signal_group(pid: int, sig: int) -> None:

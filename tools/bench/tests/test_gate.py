@@ -9,10 +9,16 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from tristore_bench.gate.calibrate import Calibration, CalibrationRun, resampled_rates
+from tristore_bench.gate.calibrate import (
+    Calibration,
+    CalibrationRun,
+    resampled_rates,
+    run_calibration,
+)
 from tristore_bench.gate.report import GateSummary, fmt_time, gate_markdown
 from tristore_bench.gate.run import RoundResult, merge_json, parse_results, pytest_command
 from tristore_bench.gate.stats import (
+    Comparison,
     Policy,
     compare,
     cv,
@@ -250,6 +256,53 @@ def test_calibration_summary_counts_false_and_detected() -> None:
     assert rows["test_pool_checkout"]["false_verdicts"] == 0
     assert summary["gate_failed_runs"] == 3
     assert summary["meets_targets"]
+
+
+def _calibration(rng: np.random.Generator, runs: int, source: str = "test") -> Calibration:
+    cal = Calibration(Policy(), ROUNDS, 0, "", source, resamples=20)
+    for i in range(runs):
+        base, head = rounds(rng), rounds(rng)
+        comps = [compare("test_kuzu_read", base, head), compare("test_pool_checkout", head, base)]
+        cal.add(CalibrationRun(i, 2.0, comps), {"test_kuzu_read": {"base": base, "head": head}})
+    return cal
+
+
+def test_a_saved_calibration_resumes_and_merges_with_every_verdict(tmp_path: Path) -> None:
+    rng = np.random.default_rng(6)
+    first, second = _calibration(rng, 3), _calibration(rng, 2)
+    state = tmp_path / "aa.json"
+    first.write(state, resample=False)
+
+    resumed = Calibration.load(state)
+    assert resumed.same_design(first) is None
+    assert [c.as_dict() for r in resumed.runs for c in r.comparisons] == [
+        c.as_dict() for r in first.runs for c in r.comparisons
+    ]
+    assert resumed.median_cvs == first.median_cvs
+    done: list[int] = []
+
+    def one_run(i: int) -> tuple[float, list[Comparison], dict[str, dict[str, list[float]]]]:
+        done.append(i)
+        return 1.0, [compare("test_kuzu_read", rounds(rng), rounds(rng))], {}
+
+    run_calibration(resumed, 5, one_run)
+    assert done == [3, 4]  # the saved runs count toward --runs
+
+    resumed.merge(second)
+    assert [r.index for r in resumed.runs] == list(range(7))
+    assert resumed.summary(resample=False)["runs"] == 7
+    kuzu = [
+        r for r in resumed.summary(resample=False)["benchmarks"] if r["name"] == "test_kuzu_read"
+    ]
+    assert kuzu[0]["runs"] + kuzu[0]["inconclusive"] == 7
+
+
+def test_runs_of_another_design_are_not_pooled() -> None:
+    rng = np.random.default_rng(7)
+    mine, other = _calibration(rng, 1), _calibration(rng, 1, source="working tree at HEAD (x)")
+    assert "working tree at HEAD (x)" in (mine.same_design(other) or "")
+    with pytest.raises(ValueError, match="cannot merge"):
+        mine.merge(other)
 
 
 def test_report_names_the_regression_and_the_rule() -> None:

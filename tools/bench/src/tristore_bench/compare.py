@@ -37,7 +37,6 @@ from __future__ import annotations
 
 import contextlib
 import json
-import math
 import os
 import statistics
 import subprocess
@@ -52,7 +51,7 @@ import click
 import pyperf
 
 from tristore_bench.compare_bench import CASES, ENV_REDIS_URL
-from tristore_bench.gate.stats import hodges_lehmann_ratio, json_safe
+from tristore_bench.gate.stats import hodges_lehmann_ratio, json_safe, mann_whitney
 
 #: (operation, reference) -> the issue's target for time ratio tristore/reference.
 TARGETS: dict[tuple[str, str], float] = {
@@ -87,14 +86,6 @@ def _per_process_floors(bench: pyperf.Benchmark) -> list[float]:
     return [min(run.values) for run in bench.get_runs() if run.values]
 
 
-def _mann_whitney(a: Sequence[float], b: Sequence[float]) -> float:
-    from scipy import stats
-
-    if len(a) < 2 or len(b) < 2:
-        return math.nan
-    return float(stats.mannwhitneyu(a, b, alternative="two-sided").pvalue)
-
-
 def rows_from_suite(suite: pyperf.BenchmarkSuite) -> list[Row]:
     by_name = {bench.get_name(): bench for bench in suite.get_benchmarks()}
     rows = []
@@ -115,7 +106,7 @@ def rows_from_suite(suite: pyperf.BenchmarkSuite) -> list[Row]:
                     reference=ref.impl,
                     reference_s=statistics.median(theirs),
                     ratio=ratio,
-                    p_value=_mann_whitney(ours, theirs),
+                    p_value=mann_whitney(theirs, ours, "two-sided"),
                     target=target,
                     meets_target=None if target is None else ratio <= target,
                     processes=(len(ours), len(theirs)),

@@ -1,7 +1,10 @@
 """Measured trust in the gate: A/A false verdicts, detection of an injected slowdown, noise.
 
 ``tristore-bench gate --calibrate --runs N`` runs N gates with the *same* source on both sides
-(A/A). Any verdict other than "unchanged" is false. With ``--inject 20 --target sqlite_write`` the
+(A/A). With ``--json STATE`` it saves after every run and resumes from STATE when started again
+(``--runs`` counts the runs in STATE too); ``--merge FILE`` pools another machine's or session's
+runs of the same design (source, policy, injection). Any verdict other than "unchanged" is
+false. With ``--inject 20 --target sqlite_write`` the
 head side of each gate runs with the test-only slowdown switch (tests/perf/slowdown.py) on, and the
 report gives how often the gate caught it, plus the ratio it measured (the slowdown as seen by
 the benchmark, which is what "20%" has to mean for the detection rate to mean anything).
@@ -46,6 +49,7 @@ class CalibrationRun:
     index: int
     seconds: float
     comparisons: list[Comparison]
+    median_cvs: dict[str, list[float]] = field(default_factory=dict)  # per side, per benchmark
 
     @property
     def failed(self) -> bool:
@@ -73,15 +77,60 @@ class Calibration:
         run: CalibrationRun,
         rounds_median: dict[str, dict[str, list[float]]],
     ) -> None:
+        if not run.median_cvs:
+            run.median_cvs = {
+                name: [cv(values) for values in sides.values() if len(values) > 1]
+                for name, sides in rounds_median.items()
+            }
         self.runs.append(run)
+        self._summary = None
         for c in run.comparisons:
             pool = self.pooled.setdefault(c.name, {"base": [], "head": []})
             pool["base"] += c.base
             pool["head"] += c.head
-        for name, sides in rounds_median.items():
-            self.median_cvs.setdefault(name, []).extend(
-                cv(values) for values in sides.values() if len(values) > 1
-            )
+        for name, cvs in run.median_cvs.items():
+            self.median_cvs.setdefault(name, []).extend(cvs)
+
+    # -- state: resume and merge ---------------------------------------------------------------
+
+    @classmethod
+    def load(cls, path: Path) -> Calibration:
+        """A calibration written by :meth:`write`: its runs, to resume or merge."""
+        doc = json.loads(path.read_text())
+        s = doc["summary"]
+        cal = cls(
+            Policy(**s["policy"]),
+            int(s["rounds_per_side"]),
+            float(s["inject_percent"]),
+            str(s["target"]),
+            str(s["source"]),
+        )
+        for run in doc["runs"]:
+            comps = [_comparison(c) for c in run["comparisons"]]
+            cvs = {k: list(v) for k, v in run.get("median_cvs", {}).items()}
+            cal.add(CalibrationRun(int(run["index"]), float(run["seconds"]), comps, cvs), {})
+        return cal
+
+    def same_design(self, other: Calibration) -> str | None:
+        """Why ``other``'s runs cannot be pooled with these (None: they can)."""
+        mine = (self.policy, self.rounds, self.inject, self.target, self.source)
+        theirs = (other.policy, other.rounds, other.inject, other.target, other.source)
+        if mine == theirs:
+            return None
+        return (
+            f"measured {other.source}, {other.inject:g}% into {other.target or '-'}, "
+            f"{other.rounds} rounds, {other.policy}; this run: {self.source}, "
+            f"{self.inject:g}% into {self.target or '-'}, {self.rounds} rounds, {self.policy}"
+        )
+
+    def merge(self, other: Calibration) -> None:
+        """Add ``other``'s runs (same design: see :meth:`same_design`), numbered after ours."""
+        why = self.same_design(other)
+        if why is not None:
+            raise ValueError(f"cannot merge: {why}")
+        start = len(self.runs)
+        for i, run in enumerate(other.runs):
+            self.add(dataclasses.replace(run, index=start + i), {})
 
     # -- summaries ---------------------------------------------------------------------------
 
@@ -173,6 +222,7 @@ class Calibration:
                     "seconds": r.seconds,
                     "failed": r.failed,
                     "comparisons": [c.as_dict() for c in r.comparisons],
+                    "median_cvs": r.median_cvs,
                 }
                 for r in self.runs
             ],
@@ -183,6 +233,29 @@ class Calibration:
         doc = self.as_json(resample=resample)
         tmp.write_text(json.dumps(json_safe(doc), indent=1))
         tmp.replace(path)
+
+
+def _comparison(d: dict[str, Any]) -> Comparison:
+    """A :class:`Comparison` back from :meth:`Comparison.as_dict` (NaN written as null)."""
+
+    def num(key: str) -> float:
+        value = d.get(key)
+        return math.nan if value is None else float(value)
+
+    return Comparison(
+        name=d["name"],
+        base=[float(x) for x in d["base_rounds_s"]],
+        head=[float(x) for x in d["head_rounds_s"]],
+        ratio=num("ratio"),
+        low=num("ratio_low"),
+        high=num("ratio_high"),
+        p_slower=num("p_slower"),
+        p_faster=num("p_faster"),
+        verdict=d["verdict"],
+        note=d.get("note", ""),
+        p_slower_adj=num("p_slower_holm"),
+        p_faster_adj=num("p_faster_holm"),
+    )
 
 
 def clopper_pearson(k: int, n: int) -> list[float]:
@@ -389,10 +462,13 @@ def run_calibration(
     progress: Callable[[str], None] = lambda _m: None,
     deadline: float = math.inf,
 ) -> Calibration:
-    """Run ``runs`` gates through ``one_run(i)``; save progress after each run."""
-    for i in range(runs):
+    """Run gates through ``one_run(i)`` until ``cal`` holds ``runs``; save after each run.
+
+    A calibration loaded from its state file resumes where it stopped.
+    """
+    for i in range(len(cal.runs), runs):
         if time.monotonic() > deadline:
-            progress(f"time limit reached after {i} runs")
+            progress(f"time limit reached at {i} runs")
             break
         seconds, comparisons, medians = one_run(i)
         cal.add(CalibrationRun(i, seconds, comparisons), medians)

@@ -231,7 +231,7 @@ def _echo(message: str) -> None:
     "merge_paths",
     multiple=True,
     type=click.Path(dir_okay=False, exists=True, path_type=Path),
-    help="--calibrate --measure instructions: add the counts of this state file (repeatable).",
+    help="--calibrate: pool this state file's runs or counts into --json's (repeatable).",
 )
 @click.option("--runs", default=10, show_default=True, help="Gate runs for --calibrate.")
 @click.option("--max-minutes", default=0.0, help="--calibrate: stop after this long (0: none).")
@@ -329,7 +329,7 @@ def command(
             if calibrate and measure_kind == "instructions":
                 code = _calibrate_instructions(opts, root, _levels(levels), merge_paths)
             elif calibrate:
-                code = _calibrate(opts, root, tests, workdir)
+                code = _calibrate(opts, root, tests, workdir, merge_paths)
             elif base_ref is None:
                 raise click.UsageError("--base REF is required (or --calibrate)")
             else:
@@ -511,11 +511,27 @@ def _skips(measured: Rounds, side: str) -> dict[str, str]:
     return out
 
 
-def _calibrate(opts: Options, root: Path, tests: Path, workdir: Path) -> int:
+def _calibrate(
+    opts: Options, root: Path, tests: Path, workdir: Path, merge_paths: Sequence[Path]
+) -> int:
+    """Wall-time verdicts of A/A (or injected) gates, resumable through ``--json``."""
     policy, rounds = opts.policy, opts.rounds
     deadline = time.monotonic() + opts.max_minutes * 60 if opts.max_minutes else math.inf
+    state = opts.json_path
     with _source(opts.head_ref, root, opts.src_dir) as (src, desc):
         cal = Calibration(policy, rounds, opts.inject, opts.target, desc)
+        try:
+            if state is not None and state.exists():
+                saved = Calibration.load(state)
+                if (why := cal.same_design(saved)) is not None:
+                    raise ValueError(f"{state} does not match this run: {why}")
+                cal = saved
+            for path in merge_paths:
+                cal.merge(Calibration.load(path))
+        except (KeyError, TypeError, ValueError) as exc:
+            raise GateError(f"calibration state: {exc}") from exc
+        if cal.runs:
+            _echo(f"calibrate: resuming at {len(cal.runs)} of {opts.runs} runs")
         base = Side("base", src, desc)
         head = Side("head", src, desc, opts.env)
 

@@ -44,7 +44,7 @@ from pathlib import Path
 from typing import Any
 
 from tristore_bench import instructions
-from tristore_bench.gate.stats import Verdict
+from tristore_bench.gate.stats import Verdict, threshold_verdict
 from tristore_bench.workloads import INJECT_ENV, WORKLOADS
 
 DEFAULT_THRESHOLD = 0.01
@@ -128,14 +128,7 @@ class InstrSection:
 
 def verdict(base: float, head: float, threshold: float = DEFAULT_THRESHOLD) -> Verdict:
     """regression / improvement / unchanged from two per-operation counts (no test: see above)."""
-    if not base > 0 or not head > 0:
-        raise ValueError(f"counts must be positive, got base={base} head={head}")
-    ratio = head / base
-    if ratio > 1 + threshold:
-        return "regression"
-    if ratio < 1 - threshold:
-        return "improvement"
-    return "unchanged"
+    return threshold_verdict(base, head, threshold)
 
 
 def per_op_functions(count: instructions.Count) -> dict[str, float]:

@@ -1,4 +1,8 @@
-"""The PR gate's statistics: from per-round timings of base and head to a verdict.
+"""Every verdict the tooling gives on "slower": per-round timings (the wall-time gate,
+``tristore-bench compare``) and deterministic counts (the instruction gate).
+
+The library's own baseline check (:meth:`tristore.monitor.Baseline.compare`) is for users' p99
+budgets and stays in the library, which never imports the tooling.
 
 Design (measured and argued in the module docstring of :mod:`tristore_bench.gate`):
 
@@ -132,9 +136,14 @@ def hodges_lehmann_ratio(base: Sequence[float], head: Sequence[float]) -> float:
 
 
 def mann_whitney(base: Sequence[float], head: Sequence[float], alternative: str) -> float:
-    """One-sided Mann-Whitney p-value; ``greater``: head tends to be slower than base."""
+    """Mann-Whitney p-value; ``greater``: head tends to be slower than base (or ``two-sided``).
+
+    NaN with fewer than two values on a side: there is nothing to rank.
+    """
     from scipy import stats
 
+    if len(base) < 2 or len(head) < 2:
+        return math.nan
     ties = len(set(base) | set(head)) < len(base) + len(head)
     method = "asymptotic" if ties or max(len(base), len(head)) > 50 else "exact"
     return float(stats.mannwhitneyu(head, base, alternative=alternative, method=method).pvalue)
@@ -274,6 +283,21 @@ def measure(name: str, base: Sequence[float], head: Sequence[float]) -> Comparis
         result.p_slower = mann_whitney(base, head, "greater")
         result.p_faster = mann_whitney(base, head, "less")
     return result
+
+
+def threshold_verdict(base: float, head: float, threshold: float) -> Verdict:
+    """A deterministic measure's verdict: head/base beyond ``1 +- threshold``, no test.
+
+    For counts whose repeat noise is known to sit well inside the threshold (instructions).
+    """
+    if not base > 0 or not head > 0:
+        raise ValueError(f"values must be positive, got base={base} head={head}")
+    ratio = head / base
+    if ratio > 1 + threshold:
+        return "regression"
+    if ratio < 1 - threshold:
+        return "improvement"
+    return "unchanged"
 
 
 def holm(pvalues: Sequence[float]) -> list[float]:
