@@ -73,6 +73,7 @@ def format_table(report: dict[str, Any]) -> str:
             f"{report['rss_growth_after_warmup_bytes'] / MiB:+.1f} MiB "
             f"(first {report['details'].get('rss_warmup_s', 0):g} s excluded)",
         ),
+        ("RSS growth, second half", f"{report['rss_growth_second_half_bytes'] / MiB:+.1f} MiB"),
     ]
     if report.get("sync_lag_p99_ms") is not None:
         rows += [

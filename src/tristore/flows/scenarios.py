@@ -83,6 +83,7 @@ class ScenarioReport:
     rss_peak_bytes: int
     rss_growth_bytes: int  # end - start
     rss_growth_after_warmup_bytes: int  # end - RSS at the end of the warm-up (see _Run)
+    rss_growth_second_half_bytes: int  # end - RSS at half the duration (see _Run)
     target: str
     target_met: bool
     sync_lag_p50_ms: float | None = None
@@ -131,6 +132,10 @@ class _Run:
         # allocator's arenas): growth after that is what a leak would look like.
         self.warmup = min(10.0, duration * 0.1)
         self.rss_after_warmup: int | None = None
+        # Caches fill up to their configured caps (SQLite's cache_size per connection is the
+        # largest: measured, the writer's fills within about 90 s of the stress scenario), so
+        # growth over the second half is the figure a leak would show and a cache would not.
+        self.rss_at_half: int | None = None
         self.rss_at_end: RssSampler | None = None  # frozen when the load stops
 
     def attach(self, stores: Any) -> None:
@@ -170,6 +175,7 @@ class _Run:
         if self.progress is not None:
             ticker = asyncio.create_task(self._tick(), name=f"tristore-{self.name}-progress")
         warm = asyncio.create_task(self._warmed(), name=f"tristore-{self.name}-warmup")
+        half = asyncio.create_task(self._halfway(), name=f"tristore-{self.name}-halfway")
         try:
             async with self.monitor.sampling(interval=0.5):
                 self.monitor.reset()  # RSS from here: the stores are open and warm
@@ -180,7 +186,7 @@ class _Run:
             self.rss_at_end = dataclasses.replace(self.monitor.rss)
             self.ended = time.monotonic()
         finally:
-            for task in (ticker, warm):
+            for task in (ticker, warm, half):
                 if task is not None:
                     task.cancel()
                     with contextlib.suppress(asyncio.CancelledError):
@@ -189,6 +195,10 @@ class _Run:
     async def _warmed(self) -> None:
         await asyncio.sleep(self.warmup)
         self.rss_after_warmup = self.monitor.sample_memory()
+
+    async def _halfway(self) -> None:
+        await asyncio.sleep(self.duration / 2)
+        self.rss_at_half = self.monitor.sample_memory()
 
     async def _tick(self) -> None:
         assert self.progress is not None
@@ -243,6 +253,7 @@ class _Run:
             rss_peak_bytes=rss.peak,
             rss_growth_bytes=rss.growth,
             rss_growth_after_warmup_bytes=rss.latest - (self.rss_after_warmup or rss.start),
+            rss_growth_second_half_bytes=rss.latest - (self.rss_at_half or rss.start),
             target=target,
             target_met=target_met(success) and ops > 0,
             parameters=parameters,
