@@ -37,6 +37,7 @@ import contextlib
 import json
 import math
 import shlex
+import signal
 import sys
 import tempfile
 import time
@@ -297,6 +298,9 @@ def command(
     With --calibrate: run the gate on identical code RUNS times and report how often it
     judged wrongly (and, with --inject/--target, how often it caught the injected slowdown).
     """
+    # SIGTERM (a CI cancel, a kill) unwinds like Ctrl-C: the round's pytest process is killed
+    # and the temporary trees removed, instead of a round that runs on orphaned.
+    signal.signal(signal.SIGTERM, _exit_on_sigterm)
     try:
         policy = Policy(
             threshold=threshold,
@@ -340,6 +344,10 @@ def command(
             report_path.write_text(f"## tristore perf gate: ⚠️ could not judge\n\n```\n{exc}\n```\n")
         sys.exit(EXIT_ERROR)
     sys.exit(code)
+
+
+def _exit_on_sigterm(signum: int, _frame: object) -> None:
+    raise SystemExit(128 + signum)
 
 
 @dataclass(frozen=True)
