@@ -290,7 +290,8 @@ def resampled_rates(
     ``aa``: both sides drawn from the base pool (false verdicts); ``ab``: base from base, head
     from head (with an injection: detection; without: another A/A estimate); ``shift20``: both
     from the base pool, head times exactly 1.20 (the power against a 20% slowdown as the
-    benchmark sees it, at the measured noise).
+    benchmark sees it, at the measured noise); ``shift10``: the same at exactly 1.10, where a
+    verdict of "unchanged" is a miss that the sequential rule must never give.
     """
     import numpy as np
 
@@ -298,19 +299,21 @@ def resampled_rates(
     base = np.asarray(base_pool, dtype=float)
     head = np.asarray(head_pool, dtype=float)
 
-    def rate(a: Any, b: Any) -> tuple[float, float]:
-        regress = faster = 0
+    def rate(a: Any, b: Any) -> tuple[float, float, float]:
+        regress = faster = unchanged = 0
         for _ in range(resamples):
             x = rng.choice(a, rounds).tolist()
             y = rng.choice(b, rounds).tolist()
             verdict = compare("x", x, y, policy).verdict
             regress += verdict == "regression"
             faster += verdict == "improvement"
-        return regress / resamples, faster / resamples
+            unchanged += verdict == "unchanged"
+        return regress / resamples, faster / resamples, unchanged / resamples
 
-    aa_reg, aa_fast = rate(base, base)
-    ab_reg, ab_fast = rate(base, head)
-    shift_reg, _ = rate(base, base * 1.2)
+    aa_reg, aa_fast, _ = rate(base, base)
+    ab_reg, ab_fast, _ = rate(base, head)
+    shift_reg, _, _ = rate(base, base * 1.2)
+    shift10_reg, _, shift10_unchanged = rate(base, base * 1.1)
     return {
         "resamples": resamples,
         "aa_regression": aa_reg,
@@ -318,6 +321,8 @@ def resampled_rates(
         "ab_regression": ab_reg,
         "ab_improvement": ab_fast,
         "shift20_regression": shift_reg,
+        "shift10_regression": shift10_reg,
+        "shift10_unchanged": shift10_unchanged,
     }
 
 
@@ -421,8 +426,9 @@ def calibration_markdown(cal: Calibration, command: str) -> str:
         "",
         "| benchmark | false verdicts | 95% CI | detected | 95% CI | median ratio | "
         "CV/round (min) | CV/round (median) | resampled: A/A false | resampled: detected | "
-        "resampled: x1.20 caught | permuted: A/A false |",
-        "|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|",
+        "resampled: x1.20 caught | resampled: x1.10 caught | resampled: x1.10 called unchanged | "
+        "permuted: A/A false |",
+        "|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|",
     ]
     for row in s["benchmarks"]:
         res = row.get("resampled", {})
@@ -435,7 +441,10 @@ def calibration_markdown(cal: Calibration, command: str) -> str:
             f"{_ci_text(row['false_rate_ci95'])} | {detected} | {det_ci} | "
             f"{row['median_ratio']:.3f} | {_pct(row['cv_round_min'])} | "
             f"{_pct(row['cv_round_median'])} | {_pct(aa_false) if res else '-'} | {res_det} | "
-            f"{_pct(res['shift20_regression']) if res else '-'} | {_permuted(s, row['name'])} |"
+            f"{_pct(res['shift20_regression']) if res else '-'} | "
+            f"{_pct(res.get('shift10_regression', math.nan)) if res else '-'} | "
+            f"{_pct(res.get('shift10_unchanged', math.nan)) if res else '-'} | "
+            f"{_permuted(s, row['name'])} |"
         )
     lines += [
         "",
@@ -446,7 +455,8 @@ def calibration_markdown(cal: Calibration, command: str) -> str:
         "side of one run, of the per-round minimum (what the gate uses) and of the per-round "
         "median (for comparison). *resampled*: 2000 synthetic gates drawn from all measured "
         "rounds (see tristore_bench/gate/calibrate.py); *x1.20 caught*: the same with head "
-        "drawn from the base rounds times exactly 1.20. *permuted*: random base/head "
+        "drawn from the base rounds times exactly 1.20 (*x1.10*: 1.10, where 'unchanged' is a "
+        "miss the rule must not make). *permuted*: random base/head "
         "relabellings of each A/A run's own rounds.",
         "",
     ]

@@ -531,7 +531,10 @@ def _calibrate(
         try:
             if state is not None and state.exists():
                 saved = Calibration.load(state)
-                if (why := cal.same_design(saved)) is not None:
+                # A state that holds --runs already is only reported again (nothing is measured,
+                # so this source need not be the one measured); otherwise runs are added to it.
+                complete = len(saved.runs) >= opts.runs and not merge_paths
+                if not complete and (why := cal.same_design(saved)) is not None:
                     raise ValueError(f"{state} does not match this run: {why}")
                 cal = saved
             for path in merge_paths:
