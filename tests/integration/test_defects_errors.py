@@ -1,4 +1,4 @@
-"""Issue 16, defect 5: errors a caller can act on are typed, with a one-line reason.
+"""Probe finding: errors a caller can act on are typed, with a one-line reason.
 
 ``fetchall("SELECT ?", (2**70,))`` raised a bare OverflowError (so did ``execute`` and ``tx.sql``),
 ``graph.query("RETURN 1", [1, 2])`` a TypeError, and a ``TRISTORE_CONFIG`` naming a directory or a

@@ -1,4 +1,4 @@
-"""Issue 16, defect 1: a cancelled graph read must stop, and hold its slot until it has.
+"""Probe finding: a cancelled graph read must stop, and hold its slot until it has.
 
 Real Kuzu, SQLite and Redis. Nothing here depends on how fast the machine is: the assertions are
 on counts and states, and every wait has a generous hang guard (HANG_S) instead of a threshold.

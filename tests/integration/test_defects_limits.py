@@ -1,4 +1,4 @@
-"""Issue 16, defect 6: value limits count UTF-8 bytes, through nested values, on every path.
+"""Probe finding: value limits count UTF-8 bytes, through nested values, on every path.
 
 ``"€" * (8 MiB - 1)`` stored 25 MB against an 8 MiB limit (characters were counted), read
 parameters were not checked at all, and a string inside a list got through. Here each store's

@@ -1,4 +1,4 @@
-"""Issue 16, defect 8: ``tristore load`` on SIGINT/SIGTERM, and a killed owner's directories.
+"""Probe finding: ``tristore load`` on SIGINT/SIGTERM, and a killed owner's directories.
 
 Real subprocesses, each with a private TMPDIR so that "nothing left behind" is checked on a
 directory only that process used. Waits are hang guards (HANG_S), never thresholds.

@@ -1,4 +1,4 @@
-"""Issue 16, defect 4: no Redis credential form redis-py accepts is ever printed.
+"""Probe finding: no Redis credential form redis-py accepts is ever printed.
 
 Run against the session's real redis-server, which requires a password: each URL form below
 really authenticates, so the secret really is in play when the output is checked.

@@ -1,6 +1,6 @@
-"""Issue 16, defect 10: memory under the stress scenario is caches filling, not a leak.
+"""Probe finding: memory under the stress scenario is caches filling, not a leak.
 
-Measured (``tools/bench/measurements/stress-memory.txt``): over the 300 s scenario RSS follows
+Measured (``tools/bench/measurements/stress-memory/``): over the 300 s scenario RSS follows
 SQLite's own heap, the page caches filling up to ``cache_size`` per connection, and flattens
 when they are full; Python's allocated blocks stay flat. This test pins the part a code change
 can break, the Python heap: repeated stress runs on the same stores must not leave objects

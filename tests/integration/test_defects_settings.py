@@ -1,4 +1,4 @@
-"""Issue 16, defect 3: every setting has a range, and ``tristore doctor`` refuses a value outside it
+"""Probe finding: every setting has a range, and ``tristore doctor`` refuses a value outside it
 before it opens any store (``graph.max_threads = 100000`` once started 32,427 threads)."""
 
 from __future__ import annotations

@@ -1,4 +1,4 @@
-"""Issue 16, defect 9: a locked SQLite file and a corrupt page are reported as documented.
+"""Probe finding: a locked SQLite file and a corrupt page are reported as documented.
 
 A file whose write lock another process holds raised ``QueryError "database is locked"``, while
 the README lists locked files under ``StoreUnavailable``; the code now agrees with the README.

@@ -1,4 +1,4 @@
-"""Issue 16, defect 7: ``unix://`` Redis URLs work, against a real redis-server on a unix socket.
+"""Probe finding: ``unix://`` Redis URLs work, against a real redis-server on a unix socket.
 
 Every unix:// URL used to fail with ``AbstractConnection.__init__() got an unexpected keyword
 argument 'socket_keepalive'``: TCP keepalive was passed to redis-py's unix connection class.
