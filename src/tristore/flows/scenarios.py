@@ -174,8 +174,7 @@ class _Run:
         ticker = None
         if self.progress is not None:
             ticker = asyncio.create_task(self._tick(), name=f"tristore-{self.name}-progress")
-        warm = asyncio.create_task(self._warmed(), name=f"tristore-{self.name}-warmup")
-        half = asyncio.create_task(self._halfway(), name=f"tristore-{self.name}-halfway")
+        marks = asyncio.create_task(self._memory_marks(), name=f"tristore-{self.name}-rss")
         try:
             async with self.monitor.sampling(interval=0.5):
                 self.monitor.reset()  # RSS from here: the stores are open and warm
@@ -186,18 +185,17 @@ class _Run:
             self.rss_at_end = dataclasses.replace(self.monitor.rss)
             self.ended = time.monotonic()
         finally:
-            for task in (ticker, warm, half):
+            for task in (ticker, marks):
                 if task is not None:
                     task.cancel()
                     with contextlib.suppress(asyncio.CancelledError):
                         await task
 
-    async def _warmed(self) -> None:
+    async def _memory_marks(self) -> None:
+        """RSS at the end of the warm-up, then at half the duration."""
         await asyncio.sleep(self.warmup)
         self.rss_after_warmup = self.monitor.sample_memory()
-
-    async def _halfway(self) -> None:
-        await asyncio.sleep(self.duration / 2)
+        await asyncio.sleep(max(0.0, self.duration / 2 - self.warmup))
         self.rss_at_half = self.monitor.sample_memory()
 
     async def _tick(self) -> None:

@@ -83,7 +83,6 @@ class Calibration:
                 for name, sides in rounds_median.items()
             }
         self.runs.append(run)
-        self._summary = None
         for c in run.comparisons:
             pool = self.pooled.setdefault(c.name, {"base": [], "head": []})
             pool["base"] += c.base
