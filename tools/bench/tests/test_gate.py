@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import math
+from collections.abc import Sequence
 from pathlib import Path
 
 import numpy as np
@@ -255,7 +256,59 @@ def test_calibration_summary_counts_false_and_detected() -> None:
     assert rows["test_sqlite_write"]["detected"] == 3
     assert rows["test_pool_checkout"]["false_verdicts"] == 0
     assert summary["gate_failed_runs"] == 3
+    assert rows["test_sqlite_write"]["verdicts"] == 3
+    assert rows["test_sqlite_write"]["called_unchanged"] == 0
+    assert summary["detection_target"] == 0.95
     assert summary["meets_targets"]
+
+
+def _verdicts(name: str, verdicts: Sequence[str]) -> list[Comparison]:
+    out = []
+    for v in verdicts:
+        c = compare(name, [1.0] * ROUNDS, [1.0] * ROUNDS)
+        c.verdict = v
+        out.append(c)
+    return out
+
+
+def test_an_injected_slowdown_counts_inconclusive_as_not_caught_and_unchanged_as_a_miss() -> None:
+    cal = Calibration(Policy(), ROUNDS, 10, "sqlite_write", "test", resamples=20)
+    for i, v in enumerate(["regression"] * 8 + ["inconclusive"] * 2):
+        cal.add(CalibrationRun(i, 1.0, _verdicts("test_sqlite_write", [v])), {})
+    summary = cal.summary(resample=False)
+    (row,) = summary["benchmarks"]
+    assert (row["detected"], row["verdicts"], row["inconclusive"]) == (8, 10, 2)
+    assert row["detection_rate"] == pytest.approx(0.8)
+    assert summary["detection_target"] == 0.80  # 10% sits at the line: 80%, the rest inconclusive
+    assert summary["meets_targets"]
+    cal.add(CalibrationRun(10, 1.0, _verdicts("test_sqlite_write", ["unchanged"])), {})
+    summary = cal.summary(resample=False)
+    assert summary["benchmarks"][0]["called_unchanged"] == 1
+    assert not summary["meets_targets"]
+
+
+def test_aa_false_rate_is_pooled_over_every_verdict_and_needs_its_upper_bound() -> None:
+    cal = Calibration(Policy(), ROUNDS, 0, "", "test", resamples=20)
+    for i in range(40):
+        names = ("test_kuzu_read", "test_pool_checkout", "test_order_flow")
+        comps = [
+            *_verdicts(names[0], ["unchanged"]),
+            *_verdicts(names[1], ["unchanged"]),
+            *_verdicts(names[2], ["inconclusive" if i % 2 else "unchanged"]),
+        ]
+        cal.add(CalibrationRun(i, 1.0, comps), {})
+    pooled = cal.summary(resample=False)["verdicts"]
+    assert (pooled["verdicts"], pooled["judged"], pooled["inconclusive"]) == (120, 100, 20)
+    assert pooled["false"] == 0
+    # 0 in 120 is not yet <= 2% at 95%: 183 verdicts are needed
+    assert pooled["false_rate_ci95"][1] > 0.02
+    assert not cal.summary(resample=False)["meets_targets"]
+    for i in range(40, 62):
+        cal.add(CalibrationRun(i, 1.0, _verdicts("test_kuzu_read", ["unchanged"] * 3)), {})
+    pooled = cal.summary(resample=False)["verdicts"]
+    assert pooled["verdicts"] == 186
+    assert pooled["false_rate_ci95"][1] <= 0.02
+    assert cal.summary(resample=False)["meets_targets"]
 
 
 def _calibration(rng: np.random.Generator, runs: int, source: str = "test") -> Calibration:
