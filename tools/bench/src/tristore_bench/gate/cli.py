@@ -18,7 +18,7 @@ What it does (``tristore-bench gate --base origin/main``):
    ``--alpha`` (the rule and its derivation: :mod:`tristore_bench.gate.stats`);
 4. with valgrind installed, counts the instructions of the CPU-bound hot paths on both sides
    (:mod:`tristore_bench.gate.instructions`): a second table, exact where wall time is noisy; a
-   count more than 2% above base is a regression too;
+   count more than 1% above base (``--instr-threshold``) is a regression too;
 5. writes a Markdown report (both tables, ``pytest-benchmark compare`` of the pooled samples,
    the top functions by instruction delta) and exits **1** on a regression, **3** on an
    inconclusive verdict with ``--fail-on-inconclusive`` (else 0), **2** when it cannot judge (a
