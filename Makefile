@@ -36,7 +36,7 @@ test: venv lint
 # (SQLite, redis-server, CPU governor, Python), which asv then copies into every result.
 machine: venv
 	@$(VENV)/bin/tristore-bench machine --name $(MACHINE)
-	@$(VENV)/bin/tristore-bench machine --name $(CALLGRIND_MACHINE)
+	@$(VENV)/bin/tristore-bench machine --counts --name $(CALLGRIND_MACHINE)
 
 # Measure the current commit with asv (real results into results/), then publish the site.
 bench: machine

@@ -71,6 +71,25 @@ def test_machine_entry_keeps_stored_values_and_refreshes_the_fingerprint() -> No
         assert entry[field], field
 
 
+def test_a_count_machine_lets_hosts_share_its_series(monkeypatch: pytest.MonkeyPatch) -> None:
+    # Two VMs of this workplace differ in the kernel build and the RAM asv detects; their
+    # instruction counts of one commit agree, so a count machine must not split on either.
+    stored = {"os": "Linux 6.18.44-fc-v669", "ram": "25276502016", "host": "7b432d8b1b42"}
+    entry = fingerprint.machine_entry("counts", stored, counts=True)
+    wall = fingerprint.machine_entry("wall", {})
+    assert wall["host"] and wall["os"] != entry["os"]  # wall-time series still split by host
+    monkeypatch.setattr(fingerprint.platform, "release", lambda: "another-kernel")
+    monkeypatch.setattr(fingerprint.platform, "node", lambda: "another-vm")
+    again = fingerprint.machine_entry("counts", {}, counts=True)
+    assert entry == again
+    assert "host" not in entry
+    assert entry["ram"] == fingerprint.ANY_HOST
+    assert entry["os"].startswith("Linux") and "fc-v" not in entry["os"]
+    # ... and keeps what does change a count.
+    for key in ("cpu", "arch", "python_version", "sqlite", "valgrind"):
+        assert entry[key], key
+
+
 def test_cli_saves_an_asv_readable_machine(tmp_path: Path) -> None:
     from asv.machine import Machine
 

@@ -6,12 +6,18 @@ What moves a measurement here and is missing from those is the system side: the 
 Python links, the ``redis-server`` the benchmarks start, the CPU governor, the exact Python, the
 valgrind that counts instructions, and which host this is.
 
-``host`` is a short hash of ``/etc/machine-id``, the host name and the CPU model: two VMs that
-asv would both call ``tristore-2core`` still differ in it, so moving the history to a new VM or
-measuring on a CI runner starts new series instead of reading as a regression. Wall-time series
-need that. Instruction counts do not depend on the host's speed or load (see
-``tools/bench/measurements``), but they share the split: a lost comparison is cheaper than a
-false alarm.
+``host`` is a short hash of ``/etc/machine-id``, the host name and the CPU model; with asv's own
+``os`` (the kernel release) and ``ram`` it tells hosts apart, so moving the wall-time history to a
+new VM or measuring on a CI runner starts new series instead of reading as a regression.
+
+Instruction counts are the other way round: they do not depend on the host's speed, load or
+kernel (callgrind counts the process's own user-space instructions), so a count machine
+(``machine --counts``, ``tristore-callgrind`` in the Makefile) must let hosts share a series, or
+every new VM would cut the history. Its entry keeps what does change a count (the CPU model,
+whose features pick glibc's string routines under valgrind's emulated CPUID; the C library; the
+Python, SQLite and valgrind builds; the env's pinned packages) and records ``os`` without the
+kernel release and ``ram`` as ``any``, with no ``host``. ``tools/bench/measurements/
+two-hosts-instructions.txt`` shows one commit counted on two VMs.
 
 asv copies every key of a machine's entry in ``~/.asv-machine.json`` into the ``params`` of each
 result it writes on that machine (``asv.commands.run``: ``params = dict(machine.__dict__)``), so
@@ -120,22 +126,39 @@ def collect() -> dict[str, str]:
     }
 
 
-def machine_entry(name: str, existing: Mapping[str, Any] | None = None) -> dict[str, Any]:
+#: What a count machine records in place of host-specific values (see the module docstring).
+ANY_HOST = "any"
+
+
+def count_os() -> str:
+    """The system and its C library, without the kernel release: ``Linux glibc 2.36``."""
+    libc, version = platform.libc_ver()
+    return " ".join(part for part in (platform.system(), libc, version) if part)
+
+
+def machine_entry(
+    name: str, existing: Mapping[str, Any] | None = None, *, counts: bool = False
+) -> dict[str, Any]:
     """asv's machine entry for ``name``: stored values kept, defaults filled, fingerprint fresh.
 
     ``asv machine --yes`` would save the name alone (asv 0.6.6 keeps only the fields given on its
     command line), so asv's detected defaults fill whatever the stored entry lacks; values a
-    person entered (a clearer ``cpu``) survive.
+    person entered (a clearer ``cpu``) survive. ``counts``: the entry of a machine that only
+    counts instructions, which hosts share (no ``host``, ``os`` without the kernel, ``ram`` any).
     """
     from asv.machine import Machine
 
     entry: dict[str, Any] = {**Machine.get_defaults(), **(existing or {})}
     entry.update(collect())
+    if counts:
+        entry.pop("host", None)
+        entry["os"] = count_os()
+        entry["ram"] = ANY_HOST
     entry["machine"] = name
     return entry
 
 
-def save_machine(name: str, path: Path | None = None) -> dict[str, Any]:
+def save_machine(name: str, path: Path | None = None, *, counts: bool = False) -> dict[str, Any]:
     from asv.machine import MachineCollection
 
     target = path or Path(MachineCollection.get_machine_file_path())
@@ -145,7 +168,7 @@ def save_machine(name: str, path: Path | None = None) -> dict[str, Any]:
             stored = json.loads(target.read_text()).get(name) or {}
         except (OSError, ValueError, AttributeError) as exc:
             raise click.ClickException(f"cannot read {target}: {exc}") from exc
-    entry = machine_entry(name, stored)
+    entry = machine_entry(name, stored, counts=counts)
     MachineCollection.save(name, entry, _path=str(target))
     return entry
 
@@ -159,11 +182,17 @@ def save_machine(name: str, path: Path | None = None) -> dict[str, Any]:
     default=None,
     help="Machine file (default: asv's ~/.asv-machine.json).",
 )
+@click.option(
+    "--counts",
+    is_flag=True,
+    help="A machine for instruction counts only: hosts share its series (no host, kernel, RAM).",
+)
 @click.option("--json", "as_json", is_flag=True, help="Print the saved entry as JSON.")
-def command(name: str, path: Path | None, as_json: bool) -> None:
+def command(name: str, path: Path | None, counts: bool, as_json: bool) -> None:
     """Save this machine for asv, with the environment fingerprint every result will carry."""
-    entry = save_machine(name, path)
+    entry = save_machine(name, path, counts=counts)
     if as_json:
         click.echo(json.dumps(entry, indent=2, sort_keys=True))
         return
-    click.echo(f"asv machine {name}: " + ", ".join(f"{k} {entry[k]}" for k in FINGERPRINT_KEYS))
+    keys = [k for k in (*FINGERPRINT_KEYS, "os") if k in entry]
+    click.echo(f"asv machine {name}: " + ", ".join(f"{k} {entry[k]}" for k in keys))

@@ -197,29 +197,6 @@ def _settings(data_dir: str, **sections: Any) -> Any:
     return Settings(data_dir=data_dir).replace(**sections)
 
 
-class _Blank:
-    """Connections that cost nothing, so only the pool is counted.
-
-    ``tristore.testing.floor.NullConnector`` does the same, but the gate counts base revisions
-    whose library predates it; like ``benchmarks/pools.py``, this keeps its own copy.
-    """
-
-    store = "bench"
-    reset_on_return = False
-
-    async def connect(self) -> object:
-        return object()
-
-    async def close(self, conn: object) -> None:
-        return None
-
-    async def check(self, conn: object) -> None:
-        return None
-
-    async def reset(self, conn: object) -> bool:
-        return True
-
-
 @contextlib.asynccontextmanager
 async def _noop(ctx: _Context) -> AsyncIterator[Op]:
     async def op() -> None:
@@ -231,8 +208,9 @@ async def _noop(ctx: _Context) -> AsyncIterator[Op]:
 @contextlib.asynccontextmanager
 async def _pool_checkout(ctx: _Context) -> AsyncIterator[Op]:
     from tristore.pool import Pool, PoolConfig
+    from tristore.testing.floor import NullConnector
 
-    pool: Any = Pool(_Blank(), PoolConfig(min_size=10, max_size=10))
+    pool: Any = Pool(NullConnector("bench"), PoolConfig(min_size=10, max_size=10))
     await pool.open()
 
     async def op() -> None:
