@@ -5,6 +5,7 @@ tests/integration/test_site.py runs the same code on files asv itself wrote).
 
 from __future__ import annotations
 
+import itertools
 import json
 import os
 import re
@@ -253,7 +254,7 @@ def results(tmp_path: Path) -> Path:
             {
                 # Quiet: 0.5% CI, 2% step -> 4 x 2% = 8%.
                 "m.time_quiet": _row([w * 1e-3], [], ci=0.005, iqr=0.01),
-                # Parameterized: pooled by the noisiest combination (here 10% CI -> 2 x 10%).
+                # Parameterized: one entry per combination, each 10% CI -> 2 x 10%.
                 "m.time_param": _row([w * 1e-3, w * 2e-3], [["1", "2"]], ci=0.10, iqr=0.3),
                 # Very noisy: capped.
                 "m.time_noisy": _row([(1.0, 1.6)[i % 2]], [], ci=0.01, iqr=0.01),
@@ -279,15 +280,27 @@ def test_fixture_is_what_asv_reads(results: Path) -> None:
 
 def test_noise_estimates(results: Path) -> None:
     noise = {n.name: n for n in th.measure_noise(results)}
-    assert set(noise) == {"m.time_quiet", "m.time_param", "m.time_noisy", "m.track_two"}
+    assert set(noise) == {
+        "m.time_quiet",
+        "m.time_param(1)",
+        "m.time_param(2)",
+        "m.time_noisy",
+        "m.track_two",
+    }
+    assert (noise["m.time_param(2)"].benchmark, noise["m.time_param(2)"].params) == (
+        "m.time_param",
+        "2",
+    )
+    assert noise["m.time_quiet"].params is None
     quiet = noise["m.time_quiet"]
     assert quiet.commits == 5
     assert quiet.ci == pytest.approx(0.005)
     assert quiet.iqr == pytest.approx(0.01)
     assert quiet.step == pytest.approx(0.02)
     assert quiet.threshold() == pytest.approx(0.08)
-    assert noise["m.time_param"].ci == pytest.approx(0.10)
-    assert noise["m.time_param"].threshold() == pytest.approx(0.20)
+    for entry in ("m.time_param(1)", "m.time_param(2)"):
+        assert noise[entry].ci == pytest.approx(0.10)
+        assert noise[entry].threshold() == pytest.approx(0.20)
     assert noise["m.time_noisy"].threshold() == th.CAP
     assert noise["m.track_two"].step is None  # two commits are not enough
     assert noise["m.track_two"].threshold() is None
@@ -339,14 +352,178 @@ def test_continuous_measures_have_no_resolution(results: Path) -> None:
     assert all(n.resolution is None for n in th.measure_noise(results))
 
 
-def test_block_keeps_floor_and_lists_benchmarks_above_it(results: Path) -> None:
+def test_block_keeps_the_floors_and_lists_entries_above_them(results: Path) -> None:
     block = th.thresholds_block(th.measure_noise(results))
     assert block == {
-        ".*": 0.05,
+        r"^(?!instructions\.)": 0.05,
+        r"instructions\.": 0.01,
         r"m\.time_noisy(\(|@|$)": 0.5,
-        r"m\.time_param(\(|@|$)": 0.2,
+        r"m\.time_param\(1\)(@|$)": 0.2,
+        r"m\.time_param\(2\)(@|$)": 0.2,
         r"m\.time_quiet(\(|@|$)": 0.08,
     }
+    # The entries at their floor (no estimate: m.track_two) get it from the default key alone.
+    assert th.effective_threshold(block, "m.track_two") == th.FLOOR
+    assert th.effective_threshold(block, "m.time_quiet@main") == 0.08
+
+
+def _track(value: float) -> list[Any]:
+    """A ``track_`` row as asv writes it: no statistics, trailing empty columns dropped."""
+    return [[value], [], "v1", 0, 0.1]
+
+
+@pytest.fixture
+def counts(tmp_path: Path) -> Path:
+    """Instruction counts beside timed benchmarks, and benchmarks with unequal parameters."""
+    out = tmp_path / "results"
+    series = []
+    for i in range(6):
+        count = (1.000, 1.003)[i % 2]  # 0.3% run-to-run: 4 x 0.3% -> 2%
+        queue = (1.00, 1.02)[i % 2]  # 2%: 4 x 2% -> 8%
+        kuzu = (1.00, 1.10)[i % 2]  # 10%: 4 x 10% -> 40%
+        series.append(
+            {
+                "instructions.Quiet.track_instructions": _track(count * 41_000),
+                "instructions.Exact.track_instructions": _track(12_345.0),  # repeats exactly
+                # Named like a count but not one: the ordinary floor.
+                "m.track_instructions_total": _track(count * 100.0),
+                "m.time_timed": _row([kuzu * 1e-3], [], ci=0.01, iqr=0.02),
+                # Three combinations of unequal noise, as DriverRatios.track_ratio's.
+                "m.Ratios.track_ratio": [
+                    [queue * 1.2, kuzu * 3.0, 2.0],
+                    [["'pool_checkout/asyncio.Queue'", "'kuzu_read/kuzu executor'", "'flat'"]],
+                    "v1",
+                    0,
+                    0.1,
+                ],
+                # Two parameters: four quiet entries named "m.Grid.time_grid('a', 1)" and so on.
+                "m.Grid.time_grid": _row(
+                    [1e-3, 2e-3, 3e-3, 4e-3], [["'a'", "'b'"], ["1", "10"]], ci=0.001, iqr=0.002
+                ),
+            }
+        )
+    _write_results(out, "box", series)
+    return out
+
+
+QUEUE = "m.Ratios.track_ratio('pool_checkout/asyncio.Queue')"
+KUZU = "m.Ratios.track_ratio('kuzu_read/kuzu executor')"
+FLAT = "m.Ratios.track_ratio('flat')"
+
+
+def test_counts_get_the_count_floor_not_the_default(counts: Path) -> None:
+    noise = {n.name: n for n in th.measure_noise(counts)}
+    quiet = noise["instructions.Quiet.track_instructions"]
+    assert quiet.is_count and quiet.step == pytest.approx(0.003)
+    assert quiet.threshold() == pytest.approx(0.02)  # FLOOR would have made it 5%
+    assert noise["instructions.Exact.track_instructions"].threshold() == th.COUNT_FLOOR
+    assert not noise["m.track_instructions_total"].is_count
+    assert noise["m.track_instructions_total"].threshold() == th.FLOOR
+    block = th.thresholds_block(noise.values())
+    # What asv applies, branch suffix or not: no default key lifts a count to 5%.
+    for suffix in ("", "@main"):
+        name = "instructions.Quiet.track_instructions" + suffix
+        assert th.effective_threshold(block, name) == pytest.approx(0.02)
+        assert th.effective_threshold(block, "instructions.Exact.track_instructions" + suffix) == (
+            th.COUNT_FLOOR
+        )
+        assert th.effective_threshold(block, "m.track_instructions_total" + suffix) == th.FLOOR
+    defaults = th.default_keys()
+    assert th.effective_threshold(defaults, "instructions.New.track_instructions") == th.COUNT_FLOOR
+    assert th.effective_threshold(defaults, "m.time_new") == th.FLOOR
+    assert th.effective_threshold(defaults, "xinstructions.time_new") == th.FLOOR
+    # Each entry matches exactly one default key.
+    for name in ("instructions.New.track_instructions", "m.time_new", "instructions_x.time_new"):
+        assert sum(bool(re.match(k, name)) for k in defaults) == 1, name
+
+
+def test_count_floor_is_an_option(counts: Path) -> None:
+    done = CliRunner().invoke(
+        th.command, ["--results-dir", str(counts), "--count-floor", "0.03", "--floor", "0.06"]
+    )
+    assert done.exit_code == 0, done.output
+    block = json.loads("{" + done.stdout + "}")["regressions_thresholds"]
+    assert block[r"^(?!instructions\.)"] == 0.06 and block[r"instructions\."] == 0.03
+    assert th.effective_threshold(block, "instructions.Quiet.track_instructions") == 0.03
+
+
+def test_each_parameter_combination_gets_its_own_threshold(counts: Path) -> None:
+    noise = {n.name: n for n in th.measure_noise(counts)}
+    assert noise[QUEUE].threshold() == pytest.approx(0.08)
+    assert noise[KUZU].threshold() == pytest.approx(0.40)  # pooled, QUEUE would have had this
+    assert noise[FLAT].threshold() == th.FLOOR
+    assert "m.Grid.time_grid('b', 10)" in noise
+    block = th.thresholds_block(noise.values())
+    assert th.effective_threshold(block, QUEUE) == pytest.approx(0.08)
+    assert th.effective_threshold(block, KUZU) == pytest.approx(0.40)
+    assert th.effective_threshold(block, FLAT) == th.FLOOR
+    assert th.effective_threshold(block, FLAT + "@main") == th.FLOOR
+    for entry in (QUEUE, KUZU):
+        regex = noise[entry].regex
+        assert regex == re.escape(entry) + "(@|$)"
+        assert block[regex] == noise[entry].threshold()
+        assert re.match(regex, entry) and re.match(regex, entry + "@main")
+        others = [e for e in (QUEUE, KUZU, FLAT) if e != entry]
+        for name in [*others, "m.Ratios.track_ratio", entry + "x", entry[:-1], "x" + entry]:
+            assert not re.match(regex, name), (regex, name)
+    # The table: one row per entry.
+    done = CliRunner().invoke(th.command, ["--results-dir", str(counts)])
+    assert done.exit_code == 0, done.output
+    rows = done.stderr.splitlines()[1:]
+    assert len(rows) == len(noise)
+    for entry in noise:
+        assert sum(row.startswith(entry + " ") for row in rows) == 1, entry
+
+
+def _asv_thresholds(
+    block: dict[str, float], benchmark: dict[str, Any], branch: str | None
+) -> list[tuple[str, float]]:
+    """(entry name, threshold) as asv 0.6.6's regression detection derives them."""
+    from asv.config import Config
+    from asv.graph import Graph
+    from asv.plugins.regressions import _GraphDataFilter
+
+    conf = Config()
+    conf.regressions_thresholds = block
+    graph = Graph(benchmark["name"], {"branch": branch} if branch else {})
+    combos = max(1, len(list(itertools.product(*benchmark["params"]))))
+    for revision in range(4):
+        value = [1.0 + revision] * combos if benchmark["params"] else 1.0 + revision
+        graph.add_data_point(revision, value)
+    found = _GraphDataFilter(conf, None, {f"{r:040x}": r for r in range(4)})
+    return [(entry, threshold) for _, entry, _, threshold in found.get_graph_data(graph, benchmark)]
+
+
+@pytest.mark.parametrize("branch", [None, "main"])
+def test_effective_threshold_is_what_asv_applies(counts: Path, branch: str | None) -> None:
+    pytest.importorskip("asv.plugins.regressions")
+    noise = th.measure_noise(counts)
+    block = th.thresholds_block(noise)
+    benchmarks = [
+        {"name": "instructions.Quiet.track_instructions", "params": []},
+        {"name": "instructions.Exact.track_instructions", "params": []},
+        {"name": "m.track_instructions_total", "params": []},
+        {"name": "m.time_timed", "params": []},
+        {"name": "m.time_unmeasured", "params": []},
+        {
+            "name": "m.Ratios.track_ratio",
+            "params": [["'pool_checkout/asyncio.Queue'", "'kuzu_read/kuzu executor'", "'flat'"]],
+        },
+        # Two parameters: asv joins them with ", "; only the default key matches.
+        {"name": "m.Grid.time_grid", "params": [["'a'", "'b'"], ["1", "10"]]},
+    ]
+    suffix = f"@{branch}" if branch else ""
+    seen = []
+    for benchmark in benchmarks:
+        for entry, threshold in _asv_thresholds(block, benchmark, branch):
+            seen.append(entry)
+            assert th.effective_threshold(block, entry + suffix) == threshold, entry
+    # asv names the entries as measure_noise does.
+    assert {n.name for n in noise} <= set(seen)
+    assert "m.Grid.time_grid('b', 10)" in seen
+    # And with no key matching at all, both fall back to asv's 5%.
+    for entry, threshold in _asv_thresholds({}, benchmarks[0], branch):
+        assert threshold == th.effective_threshold({}, entry) == th.ASV_DEFAULT
 
 
 @pytest.mark.parametrize(
@@ -372,7 +549,8 @@ def test_cli_prints_a_block_to_paste(results: Path) -> None:
     stdout = done.stdout
     assert stdout.startswith('    "regressions_thresholds": {')
     block = json.loads("{" + stdout + "}")["regressions_thresholds"]
-    assert block[".*"] == 0.05
+    assert block == th.thresholds_block(th.measure_noise(results))
+    assert ".*" not in block and block[r"^(?!instructions\.)"] == 0.05
     assert "capped" in done.stderr and "m.time_quiet" in done.stderr
 
 

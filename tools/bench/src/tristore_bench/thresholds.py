@@ -3,14 +3,16 @@
 asv flags a regression when a step in a benchmark's history is both statistically detected and
 larger, as a ratio, than ``regressions_thresholds`` (default 5% for every benchmark). On a noisy
 2-core machine 5% is too tight for some benchmarks (false alarms) and needlessly loose for others.
-This module reads the asv results JSON files and proposes one threshold per benchmark.
+This module reads the asv results JSON files and proposes one threshold per asv *entry*: what asv
+matches ``regressions_thresholds`` against, the benchmark's name for a plain benchmark and
+``name(p1, p2)`` for each parameter combination of a parameterized one (the parameters as asv
+stores them, ``repr`` strings joined with ``", "``).
 
-Derivation (all quantities relative to the benchmark's reported value, i.e. asv's median).
+Derivation (all quantities relative to the entry's reported value, i.e. asv's median).
 
-For every result of a benchmark (one commit, one machine, one environment, one parameter
-combination), asv stores the 99% confidence interval of the median (``ci_99_a``, ``ci_99_b``) and
-the sample quartiles (``q_25``, ``q_75``). Per series, pooled across commits by the median (robust
-to the odd disturbed run):
+For every result of an entry (one commit, one machine, one environment), asv stores the 99%
+confidence interval of the median (``ci_99_a``, ``ci_99_b``) and the sample quartiles (``q_25``,
+``q_75``). Per series, pooled across commits by the median (robust to the odd disturbed run):
 
 * ``ci``   = median of (ci_99_b - ci_99_a) / 2 / value: how precisely one run pins its median.
 * ``iqr``  = median of (q_75 - q_25) / value: the spread of single samples (reported only: asv
@@ -30,8 +32,8 @@ to the odd disturbed run):
   so two readings of unchanged code can differ by two: K_RESOLUTION = 2. This term is a limit of
   the measurement, not noise, so CAP does not apply to it (512 -> 1024 bytes is no signal).
 
-  threshold = max(min(CAP, max(FLOOR, K_STEP * step, K_CI * ci)), K_RESOLUTION * resolution),
-  rounded up to whole percent
+  threshold = max(min(CAP, max(floor, K_STEP * step, K_CI * ci)), K_RESOLUTION * resolution),
+  rounded up to whole percent, where floor is FLOOR, or COUNT_FLOOR for an instruction count
 
 * K_STEP = 4: for normal noise the median |difference| of two runs is 0.674 of the difference's
   standard deviation, so two runs of unchanged code differ by more than 4 x step with probability
@@ -39,14 +41,27 @@ to the odd disturbed run):
 * K_CI = 2: two runs whose 99% intervals do not overlap differ by more than the sum of their
   half-widths; below that asv's own statistics cannot tell the runs apart. This is the estimate
   used when there are too few commits (< 3) for ``step``.
-* FLOOR = 0.05, asv's default: never more sensitive than that. CAP = 0.5: a 50% slowdown is
-  always worth a look; a benchmark capped here is flagged in the table as too noisy (raise its
-  ``repeat``/``rounds``).
+* FLOOR = 0.05, asv's default: never more sensitive than that for a measured quantity (time,
+  memory, a ratio). CAP = 0.5: a 50% slowdown is always worth a look; an entry capped here is
+  flagged in the table as too noisy (raise its ``repeat``/``rounds``).
+* COUNT_FLOOR = 0.01 for the instruction counts (benchmarks under COUNT_PREFIX,
+  benchmarks/instructions.py, unit "instructions"): counts of unchanged code repeat within 0.5%,
+  the PR gate's calibrated instruction line is 1% (``--instr-threshold``), and the project asks for
+  count thresholds of at most 2%. FLOOR would hide the very changes counts exist to show.
 
-A parameterized benchmark gets the largest threshold of its parameter combinations, and with
-several machines the largest over machines, because asv's ``regressions_thresholds`` keys are
-regexes over benchmark names shared by all machines. asv applies the *maximum* threshold of every
-regex that matches, so the block keeps ``".*"`` at FLOOR and lists only benchmarks that need more.
+asv's ``regressions_thresholds`` keys are regexes, matched with ``re.match`` against the entry name
+plus ``@branch``, and asv applies the *maximum* threshold of every key that matches (0.05 when none
+does; :func:`effective_threshold` computes the same). Hence:
+
+* no key may match everything: ``".*"`` at FLOOR would lift every count to 5%. The block's two
+  defaults split the names instead: ``^(?!instructions\\.)`` at FLOOR, ``instructions\\.`` at
+  COUNT_FLOOR, and after them one key per entry whose threshold is above its floor;
+* each parameter combination gets its own key (``re.escape("name(p1, p2)") + "(@|$)"``): pooled,
+  ``ratios.DriverRatios.track_ratio`` would give its 2%-noise pool checkout the 13%-noise Kuzu
+  read's threshold. A plain benchmark's key (:func:`name_regex`) also matches ``name(...)``;
+* an entry measured on several machines or environments gets the largest threshold over them,
+  because the keys are shared by all machines.
+
 ``track_`` benchmarks and ``--quick`` runs have no statistics and rely on ``step`` alone.
 """
 
@@ -58,7 +73,7 @@ import math
 import re
 import statistics
 from collections import defaultdict
-from collections.abc import Iterable, Iterator, Sequence
+from collections.abc import Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -68,12 +83,17 @@ import click
 from tristore_bench.asv import HarnessError, asv_config_option, asv_paths
 
 __all__ = [
+    "ASV_DEFAULT",
     "CAP",
+    "COUNT_FLOOR",
+    "COUNT_PREFIX",
     "FLOOR",
     "K_CI",
     "K_STEP",
     "Noise",
     "command",
+    "default_keys",
+    "effective_threshold",
     "measure_noise",
     "name_regex",
     "thresholds_block",
@@ -84,6 +104,10 @@ K_CI = 2.0
 K_RESOLUTION = 2.0
 FLOOR = 0.05
 CAP = 0.5
+# The instruction-count benchmarks (benchmarks/instructions.py): deterministic, so their own floor.
+COUNT_PREFIX = "instructions."
+COUNT_FLOOR = 0.01
+ASV_DEFAULT = 0.05  # what asv applies to an entry no key matches (plugins/regressions.py)
 MIN_STEP_COMMITS = 3  # a median over fewer than two run-to-run changes says little
 
 
@@ -99,19 +123,53 @@ class _Point:
 
 @dataclass(frozen=True)
 class Noise:
-    """Pooled relative noise of one benchmark (see the module docstring)."""
+    """Pooled relative noise of one asv entry (see the module docstring)."""
 
-    name: str
+    benchmark: str
     commits: int
     ci: float | None
     iqr: float | None
     step: float | None
     resolution: float | None = None
+    # The parameter combination as asv names it ("'kuzu', 10"); None for a plain benchmark.
+    params: str | None = None
+
+    @property
+    def name(self) -> str:
+        """asv's entry name, the string its ``regressions_thresholds`` keys are matched against."""
+        return self.benchmark if self.params is None else f"{self.benchmark}({self.params})"
+
+    @property
+    def is_count(self) -> bool:
+        """An instruction count: held to ``count_floor``, not ``floor``."""
+        return self.benchmark.startswith(COUNT_PREFIX)
+
+    @property
+    def regex(self) -> str:
+        """This entry's key, with or without asv's ``@branch`` suffix.
+
+        A parameterized entry's key matches that entry alone; a plain benchmark's
+        (:func:`name_regex`) also matches ``name(...)``.
+        """
+        if self.params is None:
+            return name_regex(self.benchmark)
+        # The closing parenthesis ends the entry name: only a branch suffix can follow it.
+        return re.escape(self.name) + r"(@|$)"
 
     def threshold(
-        self, k_step: float = K_STEP, k_ci: float = K_CI, floor: float = FLOOR, cap: float = CAP
+        self,
+        k_step: float = K_STEP,
+        k_ci: float = K_CI,
+        floor: float = FLOOR,
+        cap: float = CAP,
+        count_floor: float = COUNT_FLOOR,
     ) -> float | None:
-        """The derived threshold; None when there is no estimate at all (the floor applies)."""
+        """The derived threshold; None when there is no estimate at all (the floor applies).
+
+        ``floor`` applies to measured quantities, ``count_floor`` to instruction counts.
+        """
+        if self.is_count:
+            floor = count_floor
         raw = _max(
             None if self.step is None else k_step * self.step,
             None if self.ci is None else k_ci * self.ci,
@@ -153,11 +211,12 @@ def _result_files(results_dir: Path, machines: Iterable[str] | None) -> Iterator
                 yield path
 
 
-def _points(
-    results_dir: Path, machines: Iterable[str] | None
-) -> dict[tuple[str, ...], list[_Point]]:
+_SeriesKey = tuple[str, str | None, str, str]  # benchmark, params (None: plain), machine, env
+
+
+def _points(results_dir: Path, machines: Iterable[str] | None) -> dict[_SeriesKey, list[_Point]]:
     """Series keyed by (benchmark, params, machine, env) -> one point per result file."""
-    series: dict[tuple[str, ...], list[_Point]] = defaultdict(list)
+    series: dict[_SeriesKey, list[_Point]] = defaultdict(list)
     for path in _result_files(results_dir, machines):
         try:
             data = json.loads(path.read_text(encoding="utf-8"))
@@ -188,8 +247,9 @@ def _points(
                     ci=(hi - lo) / 2 / value if lo is not None and hi is not None else None,
                     iqr=(q75 - q25) / value if q25 is not None and q75 is not None else None,
                 )
-                key = (name, ", ".join(map(str, combo)), machine, str(data.get("env_name", "")))
-                series[key].append(point)
+                # asv's entry name joins the parameters' repr strings (as stored) with ", ".
+                entry = ", ".join(map(str, combo)) if params else None
+                series[(name, entry, machine, str(data.get("env_name", "")))].append(point)
     return series
 
 
@@ -203,11 +263,12 @@ def _max(*xs: float | None) -> float | None:
 
 
 def measure_noise(results_dir: Path, machines: Iterable[str] | None = None) -> list[Noise]:
-    """Pooled noise per benchmark name, from every result under ``results_dir``."""
+    """Pooled noise per asv entry name, from every result under ``results_dir``."""
     if not results_dir.is_dir():
         raise HarnessError(f"no asv results at {results_dir}: run the benchmarks first")
     by_name: dict[str, Noise] = {}
-    for (name, *_), points in sorted(_points(results_dir, machines).items()):
+    # Pooling by the maximum does not depend on the order; the result is sorted by entry name.
+    for (name, params, *_), points in _points(results_dir, machines).items():
         points.sort(key=lambda p: (p.date, p.commit))
         # Consecutive commits measured with the same benchmark code.
         pairs = [
@@ -227,25 +288,28 @@ def measure_noise(results_dir: Path, machines: Iterable[str] | None = None) -> l
             and len({p.value for p in points}) <= len(changes)
         )
         noise = Noise(
-            name=name,
+            benchmark=name,
+            params=params,
             commits=len({p.commit for p in points}),
             ci=_median([p.ci for p in points if p.ci is not None]),
             iqr=_median([p.iqr for p in points if p.iqr is not None]),
             step=_median(steps) if len(points) >= MIN_STEP_COMMITS else None,
             resolution=min(changes) / min(p.value for p in points) if quantized else None,
         )
-        old = by_name.get(name)
+        old = by_name.get(noise.name)
         if old is not None:
-            # Several parameter combinations / machines / environments: keep the noisiest.
+            # Several machines / environments: keep the noisiest, since every machine shares the
+            # block's keys. Parameter combinations are separate entries, each with its own key.
             noise = Noise(
-                name=name,
+                benchmark=name,
+                params=params,
                 commits=max(old.commits, noise.commits),
                 ci=_max(old.ci, noise.ci),
                 iqr=_max(old.iqr, noise.iqr),
                 step=_max(old.step, noise.step),
                 resolution=_max(old.resolution, noise.resolution),
             )
-        by_name[name] = noise
+        by_name[noise.name] = noise
     return [by_name[n] for n in sorted(by_name)]
 
 
@@ -254,20 +318,41 @@ def name_regex(name: str) -> str:
     return re.escape(name) + r"(\(|@|$)"
 
 
+def default_keys(floor: float = FLOOR, count_floor: float = COUNT_FLOOR) -> dict[str, float]:
+    """The block's defaults: every entry is matched by exactly one, the floor of its kind.
+
+    asv applies the largest threshold of all matching keys, so a default that matched counts too
+    (``".*"``) would lift them to ``floor``.
+    """
+    prefix = re.escape(COUNT_PREFIX)
+    return {f"^(?!{prefix})": floor, prefix: count_floor}
+
+
 def thresholds_block(
     noise: Iterable[Noise],
     k_step: float = K_STEP,
     k_ci: float = K_CI,
     floor: float = FLOOR,
     cap: float = CAP,
+    count_floor: float = COUNT_FLOOR,
 ) -> dict[str, float]:
-    """The ``regressions_thresholds`` mapping: ``".*"`` at ``floor`` plus the benchmarks above."""
-    block: dict[str, float] = {".*": floor}
+    """The ``regressions_thresholds`` mapping: :func:`default_keys` plus the entries above them."""
+    block = default_keys(floor, count_floor)
     for n in noise:
-        value = n.threshold(k_step, k_ci, floor, cap)
-        if value is not None and value > floor:
-            block[name_regex(n.name)] = value
+        value = n.threshold(k_step, k_ci, floor, cap, count_floor)
+        if value is not None and value > (count_floor if n.is_count else floor):
+            block[n.regex] = value
     return block
+
+
+def effective_threshold(block: Mapping[str, float], entry_name: str) -> float:
+    """The threshold asv applies to ``entry_name`` (``name``, ``name(p1, p2)``, plus ``@branch``).
+
+    asv 0.6 (plugins/regressions.py ``_get_threshold``): the largest threshold of every key that
+    ``re.match``-es, and ASV_DEFAULT when none does.
+    """
+    matching = [float(value) for regex, value in block.items() if re.match(regex, entry_name)]
+    return max(matching, default=ASV_DEFAULT)
 
 
 def _pct(x: float | None) -> str:
@@ -285,7 +370,16 @@ def _pct(x: float | None) -> str:
 @click.option("--machine", "machines", multiple=True, help="Only these machines (repeatable).")
 @click.option("--k-step", type=float, default=K_STEP, show_default=True, help="x run-to-run noise.")
 @click.option("--k-ci", type=float, default=K_CI, show_default=True, help="x 99% CI half-width.")
-@click.option("--floor", type=float, default=FLOOR, show_default=True, help="Lowest threshold.")
+@click.option(
+    "--floor", type=float, default=FLOOR, show_default=True, help="Lowest threshold (not counts)."
+)
+@click.option(
+    "--count-floor",
+    type=float,
+    default=COUNT_FLOOR,
+    show_default=True,
+    help=f"Lowest threshold of the instruction counts ({COUNT_PREFIX}*).",
+)
 @click.option("--cap", type=float, default=CAP, show_default=True, help="Highest threshold.")
 def command(
     config: Path,
@@ -294,6 +388,7 @@ def command(
     k_step: float,
     k_ci: float,
     floor: float,
+    count_floor: float,
     cap: float,
 ) -> None:
     """Print a regressions_thresholds block for asv.conf.json, derived from measured noise.
@@ -307,22 +402,24 @@ def command(
         raise click.ClickException(str(exc)) from exc
     if not noise:
         raise click.ClickException(f"no benchmark results under {where}")
+    # One row per entry; a parameterized benchmark's entry names run long.
+    width = max(56, *(len(n.name) for n in noise))
     click.echo(
-        f"{'benchmark':<56} {'commits':>7} {'ci99/2':>7} {'iqr':>7} {'step':>7} {'resol':>7} "
+        f"{'entry':<{width}} {'commits':>7} {'ci99/2':>7} {'iqr':>7} {'step':>7} {'resol':>7} "
         f"{'threshold':>9}",
         err=True,
     )
     for n in noise:
-        value = n.threshold(k_step, k_ci, floor, cap)
+        value = n.threshold(k_step, k_ci, floor, cap, count_floor)
         shown = "floor" if value is None else f"{value:.2f}"
         if n.resolution is not None and value == _ceil_pct(K_RESOLUTION * n.resolution):
             shown += " (resolution)"
         elif value is not None and value >= cap:
             shown += " (capped: too noisy)"
         click.echo(
-            f"{n.name:<56} {n.commits:>7} {_pct(n.ci):>7} {_pct(n.iqr):>7} {_pct(n.step):>7} "
+            f"{n.name:<{width}} {n.commits:>7} {_pct(n.ci):>7} {_pct(n.iqr):>7} {_pct(n.step):>7} "
             f"{_pct(n.resolution):>7} {shown:>9}",
             err=True,
         )
-    body = json.dumps(thresholds_block(noise, k_step, k_ci, floor, cap), indent=4)
+    body = json.dumps(thresholds_block(noise, k_step, k_ci, floor, cap, count_floor), indent=4)
     click.echo('    "regressions_thresholds": ' + body.replace("\n", "\n    "))
