@@ -1,21 +1,40 @@
-# Run from a worktree of the commit to count (see two-hosts-instructions.txt).
-"""Count workloads of commit 1c9db77 with that commit's own tools, on this VM (two-host check)."""
+"""Count workloads of the checked-out commit with that commit's own tools (two-host check).
 
-import sys, subprocess, tempfile, platform
+Run from a worktree of the commit to count, with its tools first on the path:
+    PYTHONPATH=$WORKTREE/tools/bench/src .venv/bin/python tools/bench/measurements/twohost.py \
+        WORKLOAD...
+The library is a ``git archive`` snapshot of the worktree's ``src``; see
+``two-hosts-instructions.txt`` for the comparison it was made for.
+"""
+
+from __future__ import annotations
+
+import platform
+import subprocess
+import sys
+import tempfile
 from pathlib import Path
+
 from tristore_bench import instructions
 
-commit = subprocess.run(
-    ["git", "rev-parse", "HEAD"], capture_output=True, text=True, check=True
-).stdout.strip()
-pinned = Path(tempfile.mkdtemp(prefix="tsb-lib-"))
-archive = subprocess.run(["git", "archive", commit, "src"], capture_output=True, check=True)
-subprocess.run(["tar", "-x", "-C", str(pinned)], input=archive.stdout, check=True)
-print("host os:", platform.platform(), "valgrind", instructions.valgrind_version())
-print("library and tools: commit", commit)
-for name in sys.argv[1:]:
-    r = instructions.measure(name, library=pinned / "src")
-    print(
-        f"{name}: n={r.n} per_op={r.per_op:.1f} I(n)={r.small.instructions} I(2n)={r.large.instructions} wall={r.small.seconds:.1f}s/{r.large.seconds:.1f}s",
-        flush=True,
-    )
+
+def main(names: list[str]) -> None:
+    commit = subprocess.run(
+        ["git", "rev-parse", "HEAD"], capture_output=True, text=True, check=True
+    ).stdout.strip()
+    pinned = Path(tempfile.mkdtemp(prefix="tsb-lib-"))
+    archive = subprocess.run(["git", "archive", commit, "src"], capture_output=True, check=True)
+    subprocess.run(["tar", "-x", "-C", str(pinned)], input=archive.stdout, check=True)
+    print("host os:", platform.platform(), "valgrind", instructions.valgrind_version())
+    print("library and tools: commit", commit)
+    for name in names:
+        r = instructions.measure(name, library=pinned / "src")
+        print(
+            f"{name}: n={r.n} per_op={r.per_op:.1f} I(n)={r.small.instructions} "
+            f"I(2n)={r.large.instructions} wall={r.small.seconds:.1f}s/{r.large.seconds:.1f}s",
+            flush=True,
+        )
+
+
+if __name__ == "__main__":
+    main(sys.argv[1:])
