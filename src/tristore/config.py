@@ -77,7 +77,11 @@ class SQLiteSettings:
     path: str = ""  # empty: <data_dir>/tristore.sqlite3
     journal_mode: JournalMode = "WAL"
     busy_timeout_ms: int = 30_000
-    cache_size: int = 10_000
+    cache_size: int = 10_000  # per reader connection
+    # The writer's, smaller: it fills with the pages of rows just written, which no reader can use
+    # (each connection has its own cache); in WAL a page it evicts is re-read from the OS page
+    # cache, and the hot B-tree interior pages stay in an LRU cache of any reasonable size.
+    writer_cache_size: int = 2_000
     synchronous: SyncMode = "NORMAL"
     readers: int = 4
     max_value_bytes: int = 16 * MiB
@@ -94,6 +98,7 @@ class SQLiteSettings:
         _within("sqlite.checkpoint_wal_bytes", self.checkpoint_wal_bytes, 64 * 1024, 2**40)
         # Negative: a size in KiB rather than pages, as SQLite reads it.
         _within("sqlite.cache_size", self.cache_size, -INT32_MAX - 1, INT32_MAX)
+        _within("sqlite.writer_cache_size", self.writer_cache_size, -INT32_MAX - 1, INT32_MAX)
         _within("sqlite.readers", self.readers, 1, MAX_READERS)
         _within("sqlite.max_value_bytes", self.max_value_bytes, 1, SQLITE_MAX_VALUE)
 

@@ -23,6 +23,7 @@ async def test_sqlite_store_is_the_real_store_on_a_private_copy(
         "journal_mode": "WAL",
         "busy_timeout_ms": 30_000,
         "cache_size": 10_000,
+        "writer_cache_size": 2_000,
         "synchronous": "NORMAL",
         "foreign_keys": True,
         # Inline writes: the writer connection itself never waits (SQLITE_BUSY goes to the

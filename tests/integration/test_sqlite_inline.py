@@ -366,6 +366,45 @@ async def test_a_pinned_wal_is_restarted_past_the_hard_limit(tmp_path: Path) -> 
         await store.close()
 
 
+async def test_a_finished_checkpoint_restarts_the_wal_at_the_next_write(tmp_path: Path) -> None:
+    """Writes that never pause keep adding frames while the PASSIVE copy runs, so the WAL never
+    restarted on its own: it stayed over the limit and a checkpoint (with its fsync) started
+    every CHECK_EVERY commits until the hard limit (88 copies in 5,000 writes, each write twice
+    raw sqlite3's). Now a copy that took every frame makes the next write restart the WAL."""
+    limit = 64 * 1024
+    store = await _open(tmp_path, checkpoint_wal_bytes=limit)
+    checkpointer = store._checkpointer
+    wal = Path(f"{store.path}-wal")
+    pad = "z" * 3000  # about a page a write: the limit is passed every ~16 writes
+    i = 0
+
+    async def write() -> None:
+        nonlocal i
+        await store.execute(
+            "INSERT INTO customers (email, name, country) VALUES (?, ?, 'GB')",
+            (f"s{i}@x.io", pad),
+        )
+        i += 1
+
+    try:
+        for cycle in range(1, 4):
+            while not store.stats()["checkpoints"]["running"]:
+                assert i < 1000 * cycle, store.stats()["checkpoints"]
+                await write()
+            await checkpointer.wait()  # the copy finishes with no write adding frames meanwhile
+            busy, frames, done = store.stats()["checkpoints"]["last_result"]
+            assert busy == 0 and frames == done > 0
+            await write()  # RESTART first (the copy left nothing), then this write
+            assert store.stats()["checkpoints"]["restarts"] == cycle
+            await write()  # the first write after a restart begins the WAL again and cuts it
+            assert os.stat(wal).st_size <= limit
+        checkpoints = store.stats()["checkpoints"]
+        assert checkpoints["runs"] == 3, checkpoints  # one copy per cycle, not one per 32 writes
+        assert (await store.fetchone("SELECT count(*) FROM customers"))[0] >= i
+    finally:
+        await store.close()
+
+
 @pytest.mark.parametrize(
     ("key", "value", "expected"),
     [

@@ -2,6 +2,7 @@ from __future__ import annotations
 
 import asyncio
 import sqlite3
+import time
 from pathlib import Path
 
 import pytest
@@ -35,6 +36,7 @@ async def test_pragmas_applied_on_writer_and_every_reader(sqlite_store: SQLiteSt
         "journal_mode": "WAL",
         "busy_timeout_ms": 30_000,
         "cache_size": 10_000,
+        "writer_cache_size": 2_000,
         "synchronous": "NORMAL",
         "foreign_keys": True,
         # Inline writes: the writer connection itself never waits (SQLITE_BUSY goes to the
@@ -51,6 +53,37 @@ async def test_pragmas_applied_on_writer_and_every_reader(sqlite_store: SQLiteSt
 
     seen = await asyncio.gather(*(reader_pragmas() for _ in range(8)))
     assert all(p["busy_timeout_ms"] == 30_000 and p["synchronous"] == "NORMAL" for p in seen)
+    assert all(p["cache_size"] == 10_000 for p in seen)
+
+
+@pytest.mark.parametrize("inline_writes", [True, False])
+async def test_writer_and_readers_each_get_their_own_cache_size(
+    tmp_path: Path, inline_writes: bool
+) -> None:
+    # Negative: a size in KiB, passed to SQLite as is; distinct from the readers' page count.
+    settings = store_settings(
+        tmp_path,
+        sqlite={
+            "cache_size": 3_000,
+            "writer_cache_size": -1024,
+            "readers": 2,
+            "inline_writes": inline_writes,
+        },
+    )
+
+    def reader_cache(conn: sqlite3.Connection) -> tuple[int, int]:
+        time.sleep(0.05)  # hold the reader so that concurrent reads open the pool's second one
+        return id(conn), conn.execute("PRAGMA cache_size").fetchone()[0]
+
+    async with SQLiteStore(settings) as store:
+        on_writer = await store.write(lambda c: c.execute("PRAGMA cache_size").fetchone()[0])
+        on_readers = dict(await asyncio.gather(*(store.read(reader_cache) for _ in range(4))))
+        eff = await store.effective_settings()
+    assert eff["write_path"] == ("inline" if inline_writes else "thread")
+    assert on_writer == -1024
+    assert len(on_readers) == 2  # both reader connections
+    assert set(on_readers.values()) == {3_000}
+    assert (eff["cache_size"], eff["writer_cache_size"]) == (3_000, -1024)
 
 
 async def test_generated_columns_computed_by_sqlite(sqlite_store: SQLiteStore) -> None:

@@ -21,6 +21,7 @@ def test_defaults_are_the_specification_figures() -> None:
     assert s.sqlite.journal_mode == "WAL"
     assert s.sqlite.busy_timeout_ms == 30_000
     assert s.sqlite.cache_size == 10_000
+    assert s.sqlite.writer_cache_size == 2_000
     assert s.sqlite.synchronous == "NORMAL"
 
 
@@ -29,6 +30,7 @@ def test_environment_overrides_parse_types() -> None:
         environ={
             "TRISTORE_SQLITE_BUSY_TIMEOUT_MS": "5000",
             "TRISTORE_SQLITE_SYNCHRONOUS": "full",
+            "TRISTORE_SQLITE_WRITER_CACHE_SIZE": "-4096",
             "TRISTORE_REDIS_RETRY_ON_TIMEOUT": "off",
             "TRISTORE_REDIS_SOCKET_TIMEOUT_S": "1.5",
             "TRISTORE_DATA_DIR": "/tmp/x",
@@ -36,6 +38,7 @@ def test_environment_overrides_parse_types() -> None:
     )
     assert s.sqlite.busy_timeout_ms == 5000
     assert s.sqlite.synchronous == "FULL"
+    assert s.sqlite.writer_cache_size == -4096
     assert s.redis.retry_on_timeout is False
     assert s.redis.socket_timeout_s == 1.5
     assert s.data_dir == "/tmp/x"
@@ -43,9 +46,13 @@ def test_environment_overrides_parse_types() -> None:
 
 def test_toml_file_then_environment(tmp_path: Path) -> None:
     cfg = tmp_path / "t.toml"
-    cfg.write_text("[sqlite]\ncache_size = 2000\nreaders = 2\n[redis]\npool_max = 20\n")
+    cfg.write_text(
+        "[sqlite]\ncache_size = 2000\nwriter_cache_size = 500\nreaders = 2\n"
+        "[redis]\npool_max = 20\n"
+    )
     s = load_settings(cfg, environ={"TRISTORE_SQLITE_READERS": "3"})
     assert s.sqlite.cache_size == 2000
+    assert s.sqlite.writer_cache_size == 500
     assert s.sqlite.readers == 3  # the environment wins over the file
     assert s.redis.pool_max == 20
 
@@ -96,6 +103,11 @@ def test_environment_errors_name_key_and_type(environ: dict[str, str], needle: s
         ("[sqlite]\ncache_sise = 1\n", "sqlite.cache_sise: unknown key in config file"),
         ("[sqlite]\ncache_size = '1'\n", "sqlite.cache_size: expected int, got str"),
         ("[sqlite]\ncache_size = true\n", "sqlite.cache_size: expected int, got bool"),
+        ("[sqlite]\nwriter_cache_size = '1'\n", "sqlite.writer_cache_size: expected int, got str"),
+        (
+            "[sqlite]\nwriter_cache_size = 2147483648\n",
+            r"sqlite.writer_cache_size: expected an int in \[-2147483648, 2147483647\]",
+        ),
         ("[redis]\ncluster = 1\n", "redis.cluster: expected bool, got int"),
         ("[redis]\nurl = 5\n", "redis.url: expected str"),
         ("sqlite = 3\n", "sqlite: expected a table of settings"),
@@ -166,6 +178,14 @@ def test_redaction_hides_password() -> None:
             "busy_timeout_ms: expected an int in [0, 2147483647]",
         ),
         ({"TRISTORE_SQLITE_CACHE_SIZE": str(10**20)}, "sqlite.cache_size: expected an int in"),
+        (
+            {"TRISTORE_SQLITE_WRITER_CACHE_SIZE": str(10**20)},
+            "sqlite.writer_cache_size: expected an int in [-2147483648, 2147483647]",
+        ),
+        (
+            {"TRISTORE_SQLITE_WRITER_CACHE_SIZE": str(-(2**31) - 1)},
+            "sqlite.writer_cache_size: expected an int in [-2147483648, 2147483647]",
+        ),
         ({"TRISTORE_SQLITE_MAX_VALUE_BYTES": str(2 * 10**9)}, "sqlite.max_value_bytes"),
         ({"TRISTORE_DATA_DIR": ""}, "data_dir: expected a non-empty path"),
         ({"TRISTORE_DATA_DIR": "  "}, "data_dir: expected a non-empty path"),
@@ -195,6 +215,8 @@ def test_range_errors_never_show_the_password() -> None:
     "values",
     [
         {"sqlite": {"cache_size": -2000, "busy_timeout_ms": 0, "readers": 64}},
+        {"sqlite": {"cache_size": 2**31 - 1, "writer_cache_size": -(2**31)}},
+        {"sqlite": {"writer_cache_size": 2**31 - 1}},
         {"graph": {"buffer_pool_bytes": 16 * MiB, "max_value_bytes": 2 * MiB, "max_threads": 1}},
         {"redis": {"pool_min": 0, "pool_max": 10_000, "max_value_bytes": 512 * MiB}},
         {"redis": {"url": "unix:///tmp/redis.sock?password=x"}},

@@ -132,9 +132,10 @@ class _Run:
         # allocator's arenas): growth after that is what a leak would look like.
         self.warmup = min(10.0, duration * 0.1)
         self.rss_after_warmup: int | None = None
-        # Caches fill up to their configured caps (SQLite's cache_size per connection is the
-        # largest: measured, the writer's fills within about 90 s of the stress scenario), so
-        # growth over the second half is the figure a leak would show and a cache would not.
+        # Caches fill up to their configured caps (SQLite's page cache per connection is the
+        # largest: measured, a 10000-page writer cache filled within about 90 s of the stress
+        # scenario), so growth over the second half is the figure a leak would show and a cache
+        # would not.
         self.rss_at_half: int | None = None
         self.rss_at_end: RssSampler | None = None  # frozen when the load stops
 

@@ -88,11 +88,17 @@ def _apply_pragmas(conn: sqlite3.Connection, settings: Settings, *, readonly: bo
         if str(mode).upper() != s.journal_mode:
             raise StoreUnavailable(STORE, f"journal_mode is {mode}, expected {s.journal_mode}")
     conn.execute(f"PRAGMA synchronous = {s.synchronous}")
-    conn.execute(f"PRAGMA cache_size = {int(s.cache_size)}")
+    conn.execute(f"PRAGMA cache_size = {int(_cache_size(settings, readonly=readonly))}")
     conn.execute("PRAGMA foreign_keys = ON")
     if readonly:
         conn.execute("PRAGMA query_only = ON")
-    verify_pragmas(conn, settings)
+    verify_pragmas(conn, settings, readonly=readonly)
+
+
+def _cache_size(settings: Settings, *, readonly: bool) -> int:
+    # The writer's cache holds pages it has just written, which readers cannot share: see
+    # sqlite.writer_cache_size.
+    return settings.sqlite.cache_size if readonly else settings.sqlite.writer_cache_size
 
 
 _SYNC_NAMES = {0: "OFF", 1: "NORMAL", 2: "FULL", 3: "EXTRA"}
@@ -108,14 +114,20 @@ def read_pragmas(conn: sqlite3.Connection) -> dict[str, Any]:
     }
 
 
-def verify_pragmas(conn: sqlite3.Connection, settings: Settings, *, inline: bool = False) -> None:
-    """Read the pragmas back: a pragma SQLite does not understand is silently ignored."""
+def verify_pragmas(
+    conn: sqlite3.Connection, settings: Settings, *, readonly: bool, inline: bool = False
+) -> None:
+    """Read the pragmas back: a pragma SQLite does not understand is silently ignored.
+
+    ``readonly``: a reader, whose cache_size is ``sqlite.cache_size`` (the writer's is
+    ``sqlite.writer_cache_size``); ``inline``: the writer in inline mode (busy_timeout 0).
+    """
     s = settings.sqlite
     actual = read_pragmas(conn)
     expected = {
         "journal_mode": s.journal_mode,
         "busy_timeout_ms": 0 if inline else s.busy_timeout_ms,
-        "cache_size": s.cache_size,
+        "cache_size": _cache_size(settings, readonly=readonly),
         "synchronous": s.synchronous,
         "foreign_keys": True,
     }
@@ -142,7 +154,7 @@ def _enter_inline_mode(conn: sqlite3.Connection, settings: Settings) -> None:
     conn.execute("PRAGMA wal_autocheckpoint = 0")
     # A WAL file that grew under a burst is cut back to this size when it restarts.
     conn.execute(f"PRAGMA journal_size_limit = {int(settings.sqlite.checkpoint_wal_bytes)}")
-    verify_pragmas(conn, settings, inline=True)
+    verify_pragmas(conn, settings, readonly=False, inline=True)
     if conn.execute("PRAGMA wal_autocheckpoint").fetchone()[0] != 0:
         raise StoreUnavailable(STORE, "pragmas not applied: wal_autocheckpoint is not 0")
 
@@ -345,9 +357,17 @@ class _Checkpointer:
     The writer has ``wal_autocheckpoint = 0`` (inline mode), so without this the WAL would grow
     without bound. Every CHECK_EVERY commits the WAL file's size is read (a stat, ~1 us); past
     ``sqlite.checkpoint_wal_bytes`` one checkpoint starts unless one is running. PASSIVE never
-    waits for a lock and is bounded by the frames it copies; with ``journal_size_limit`` the
-    writer truncates the file back to the limit when the WAL restarts. Errors are logged and
-    counted in :meth:`SQLiteStore.stats`.
+    waits for a lock and is bounded by the frames it copies. Errors are logged and counted in
+    :meth:`SQLiteStore.stats`.
+
+    A copy is not a restart: the WAL starts again from its beginning (and ``journal_size_limit``
+    truncates it) only when a write begins while every frame is already copied, which a stream
+    of writes never allows, since the writer adds frames while the copy runs. Left at that, the
+    file stayed over the limit and a PASSIVE checkpoint, with its fsync of the database, started
+    every CHECK_EVERY commits (88 in 5,000 single-row writes, each write 2x raw sqlite3's). So a
+    PASSIVE that copied every frame it found asks for a restart (``want_restart``): the next
+    write first runs RESTART on the writer thread, which copies only the frames written since
+    and waits for no reader (busy timeout 0; a reader in the way defers it to the next check).
     """
 
     CHECK_EVERY = 32
@@ -368,7 +388,8 @@ class _Checkpointer:
         self._conn: sqlite3.Connection | None = None
         self._executor: ThreadPoolExecutor | None = None
         self._future: asyncio.Future[tuple[int, int, int]] | None = None
-        self.must_restart = False
+        self.must_restart = False  # the WAL is far past the limit: restart, waiting for readers
+        self.want_restart = False  # a PASSIVE copied every frame: restart if no reader waits
         self.restarts = 0  # RESTART checkpoints that copied every frame
         self.last_restart: tuple[int, int, int] | None = None
 
@@ -408,7 +429,8 @@ class _Checkpointer:
         exc = fut.exception()
         if exc is None:
             self.runs += 1
-            self.last_result = fut.result()
+            self.last_result = busy, frames, done = fut.result()
+            self.want_restart = busy == 0 and frames == done and frames > 0
             return
         self.failures += 1
         self.last_error = f"{type(exc).__name__}: {exc}"
@@ -555,33 +577,43 @@ class SQLiteStore:
             return result
 
     async def relieve_wal(self, conn: SQLiteConnection) -> None:
-        """Bound the WAL: a RESTART checkpoint on the writer thread once it is far past the limit.
+        """Restart the WAL with a RESTART checkpoint on the writer thread, when it is due.
 
-        Called with the writer lane held, before a write. The WAL restarts from its beginning
-        (and ``journal_size_limit`` truncates it) only after a checkpoint that copied every frame;
-        a stream of inline writes, or a long reader, can keep the background PASSIVE checkpoint
-        from ever getting there.
+        Called with the writer lane held, before a write. Due after a background PASSIVE that
+        copied every frame (``want_restart``: no wait for readers), or once the WAL is far past
+        the limit (``must_restart``: a long reader, or writes outrunning the copies; this one
+        waits up to the busy timeout). See :class:`_Checkpointer`.
         """
         checkpointer = self._checkpointer
-        if not checkpointer.must_restart:
+        if not (checkpointer.must_restart or checkpointer.want_restart):
             return
+        # Past the hard limit the restart waits for readers; otherwise it is only worth taking
+        # when it costs no wait (a reader in the way: the next PASSIVE asks again).
+        wait = self.settings.sqlite.busy_timeout_ms if checkpointer.must_restart else 0
         checkpointer.must_restart = False  # set again by the size check while still over
+        checkpointer.want_restart = False
         # A checkpoint in flight holds the checkpoint lock: RESTART would only get SQLITE_BUSY.
         await checkpointer.wait()
-        wait = self.settings.sqlite.busy_timeout_ms
 
         def restart(c: sqlite3.Connection) -> tuple[int, int, int]:
             c.execute(f"PRAGMA busy_timeout = {int(wait)}")
             try:
                 busy, frames, done = c.execute("PRAGMA wal_checkpoint(RESTART)").fetchone()
             finally:
-                c.execute(f"PRAGMA busy_timeout = {0 if conn.inline else int(wait)}")
+                usual = 0 if conn.inline else self.settings.sqlite.busy_timeout_ms
+                c.execute(f"PRAGMA busy_timeout = {int(usual)}")
             return int(busy), int(frames), int(done)
 
         try:
             result = await conn.run(restart)
         except DRIVER_ERRORS as exc:
-            log.warning("sqlite: RESTART checkpoint of %s failed: %s", self.path, exc)
+            # A restart that would have had to wait is simply not taken: the next one comes.
+            log.log(
+                logging.WARNING if wait else logging.DEBUG,
+                "sqlite: RESTART checkpoint of %s failed: %s",
+                self.path,
+                exc,
+            )
             return
         checkpointer.last_restart = result
         if result[0] == 0:
@@ -740,12 +772,18 @@ class SQLiteStore:
         In inline mode the writer's own busy_timeout is 0 (an SQLITE_BUSY goes to the writer
         thread, which waits ``sqlite.busy_timeout_ms``): ``busy_timeout_ms`` reports that wait,
         ``writer_busy_timeout_ms`` what the connection holds, ``write_path`` the mode.
+        The writer has its own cache size: ``cache_size`` is a reader's, ``writer_cache_size``
+        the writer's.
         """
         async with self.writer.acquire() as conn:
             pragmas = await conn.run(read_pragmas)
             autocheckpoint = await conn.run(
                 lambda c: c.execute("PRAGMA wal_autocheckpoint").fetchone()[0]
             )
+        async with self.readers.acquire() as reader:
+            reader_cache = await reader.run(lambda c: c.execute("PRAGMA cache_size").fetchone()[0])
+        pragmas["writer_cache_size"] = pragmas["cache_size"]
+        pragmas["cache_size"] = reader_cache
         pragmas["writer_busy_timeout_ms"] = pragmas["busy_timeout_ms"]
         pragmas["wal_autocheckpoint"] = autocheckpoint
         if conn.inline:

@@ -1,8 +1,9 @@
 """Connections that cost nothing, so that a pool measurement times the pool's own work alone.
 
 Shared by the perf checks, ``tristore-bench compare``, the slowdown calibration and the
-instruction-count workloads, so that all of them measure exactly the same thing. (``benchmarks/pools.py`` keeps its own copy: changing a benchmark's
-source changes its asv version and would cut its history.)
+instruction-count workloads, so that all of them measure exactly the same thing.
+(``benchmarks/pools.py`` keeps its own copy: changing a benchmark's source changes its asv
+version and would cut its history.)
 """
 
 from __future__ import annotations
