@@ -4,7 +4,8 @@ asv 0.6.6's ``index.html`` loads jQuery, flot (+ plugins), bootstrap, blueimp-md
 from three CDNs, and redirects to ``error.html`` when one fails: offline the site is unusable. This
 module
 
-1. runs ``asv publish`` (the venv's asv, cwd = the config's directory);
+1. runs ``asv publish`` (the venv's asv, cwd = the config's directory), with the history's
+   change-point detection in place of asv's (:mod:`tristore_bench.asv_publish`);
 2. installs the same libraries from the npm registry, pinned in ``package.json`` /
    ``package-lock.json`` in ``tools/bench`` (``npm ci``; skipped when ``node_modules`` already
    holds exactly the locked versions, so re-publishing needs neither npm nor a network);
@@ -30,6 +31,7 @@ import os
 import re
 import shutil
 import subprocess
+import sys
 from dataclasses import dataclass, field
 from functools import partial
 from http.server import SimpleHTTPRequestHandler, ThreadingHTTPServer
@@ -40,7 +42,6 @@ import click
 
 from tristore_bench.asv import (
     HarnessError,
-    asv_command,
     asv_config_option,
     asv_paths,
     html_dir_option,
@@ -169,7 +170,9 @@ def publish(config: Path | str = "asv.conf.json", html_dir: Path | None = None) 
     """Run ``asv publish`` for ``config``; return the html directory it wrote."""
     paths = asv_paths(config)
     target = Path(html_dir).resolve() if html_dir is not None else paths.html_dir
-    argv = [*asv_command(), "publish", "--config", str(paths.config), "--html-dir", str(target)]
+    # asv's publish with the history's change-point detection (tristore_bench.changepoints).
+    publish_asv = [sys.executable, "-m", "tristore_bench.asv_publish"]
+    argv = [*publish_asv, "publish", "--config", str(paths.config), "--html-dir", str(target)]
     try:
         done = subprocess.run(
             argv, cwd=paths.root, capture_output=True, text=True, timeout=600, check=False

@@ -1,0 +1,137 @@
+"""Change points in the asv history: a lasting step of a few percent at one commit, among noise.
+
+asv segments each series with an L1 Potts model whose penalty it sets from the series itself
+(``asv.step_detect.solve_potts_autogamma``). On the in-process ratios that penalty is too high to
+see the steps they exist for: the pool ratio's history (step noise 1.7%) went 2.15 -> 2.45 at a
+hold-out commit (+14%, four commits after it) and asv kept one segment for the whole series, as it
+did for a real -14% step earlier in the same series. So ``tristore-bench site`` publishes with this
+module's :func:`detect_steps` in place of asv's (same contract, so asv's own
+``detect_regressions`` still decides what is a regression, against the same thresholds); the
+site's Regressions page and ``tristore-bench regressions`` read the same ``regressions.json``
+and agree by construction.
+
+The method is Apache Otava's (Hunter's) in outline: candidate change points, each kept only if
+the segments on either side differ by a significance test, with a minimum segment length.
+
+1. Candidates: PELT (``ruptures``, L2 cost, ``min_size = MIN_SEGMENT``) with a BIC-like penalty,
+   ``PENALTY x sigma^2 x ln(n)``, where ``sigma`` is a robust estimate of the point-to-point noise
+   (the median absolute difference of consecutive points / (0.6745 x sqrt 2)); liberal on
+   purpose: the test below prunes.
+2. Pruning: the least significant candidate (Welch's t-test between its two neighbouring
+   segments) is dropped while its p-value exceeds ``MAX_PVALUE``, and the test is redone on the
+   merged segments. Two segments with no spread at all (an instruction count) differ when their
+   values do.
+3. Each segment is reported as asv reports it: (left, right, median, minimum, mean absolute
+   deviation from the median).
+
+MIN_SEGMENT = 3 for a noisy series: a step is seen once three commits carry it (one commit is an
+outlier, not a change). ``sigma`` never falls below ``SIGMA_FLOOR`` of the series' median; a
+series whose noise is below that floor is *exact* (an instruction count): its segments may be one
+commit long and PELT's penalty at the floor's noise is the only test, so a count that alternates
+11,855 / 11,859 stays one segment and a +2% count at the last commit is a new one. What is
+flagged is then asv's call, by each entry's threshold (1% for counts).
+"""
+
+from __future__ import annotations
+
+import itertools
+import math
+import statistics
+from collections.abc import Sequence
+
+import numpy as np
+import ruptures
+from scipy import stats
+
+__all__ = ["MAX_PVALUE", "MIN_SEGMENT", "PENALTY", "SIGMA_FLOOR", "Step", "detect_steps"]
+
+MIN_SEGMENT = 3
+MAX_PVALUE = 0.01
+PENALTY = 2.0
+SIGMA_FLOOR = 1e-3  # relative: 0.1% of the median, ten times the counts' step noise
+
+#: (left index, right index exclusive, value, minimum, error), as asv.step_detect returns them.
+Step = tuple[int, int, float, float, float]
+
+
+def _sigma(y: np.ndarray) -> tuple[float, bool]:
+    """(noise estimate, whether the series is exact: its noise is below the floor)."""
+    diffs = np.abs(np.diff(y))
+    robust = float(np.median(diffs)) / (0.6745 * math.sqrt(2)) if diffs.size else 0.0
+    floor = SIGMA_FLOOR * abs(float(np.median(y)))
+    return max(robust, floor), robust <= floor
+
+
+def _pvalue(a: np.ndarray, b: np.ndarray, sigma: float) -> float:
+    """Welch's t-test between two segments; a segment without spread takes the series' noise."""
+    var_a = max(float(np.var(a, ddof=1)) if a.size > 1 else 0.0, sigma**2 * 1e-6)
+    var_b = max(float(np.var(b, ddof=1)) if b.size > 1 else 0.0, sigma**2 * 1e-6)
+    if np.all(a == a[0]) and np.all(b == b[0]):
+        return 0.0 if a[0] != b[0] else 1.0
+    result = stats.ttest_ind_from_stats(
+        float(np.mean(a)),
+        math.sqrt(var_a),
+        a.size,
+        float(np.mean(b)),
+        math.sqrt(var_b),
+        b.size,
+        equal_var=False,
+    )
+    p = float(result.pvalue)
+    return 1.0 if math.isnan(p) else p
+
+
+def change_points(y: Sequence[float]) -> list[int]:
+    """Indices where a new segment starts (0 < i < len(y)), after pruning."""
+    values = np.asarray(y, dtype=float)
+    n = values.size
+    if n < 2:
+        return []
+    sigma, exact = _sigma(values)
+    # An exact series (an instruction count) changes when its value does: one commit is enough,
+    # and the penalty, at the floor's noise, is the whole test. A noisy one needs MIN_SEGMENT.
+    min_size = 1 if exact else MIN_SEGMENT
+    if n < 2 * min_size:
+        return []
+    algo = ruptures.Pelt(model="l2", min_size=min_size, jump=1).fit(values)
+    breaks = [b for b in algo.predict(pen=PENALTY * sigma**2 * math.log(n)) if b < n]
+    while breaks and not exact:
+        bounds = [0, *breaks, n]
+        pvalues = [
+            _pvalue(values[bounds[i] : bounds[i + 1]], values[bounds[i + 1] : bounds[i + 2]], sigma)
+            for i in range(len(breaks))
+        ]
+        worst = max(range(len(breaks)), key=lambda i: pvalues[i])
+        if pvalues[worst] <= MAX_PVALUE:
+            break
+        del breaks[worst]
+    return breaks
+
+
+def detect_steps(y: Sequence[float | None], w: Sequence[float | None] | None = None) -> list[Step]:
+    """asv's ``step_detect.detect_steps`` contract, with the segmentation above.
+
+    Missing points (None, NaN, non-positive weight) belong to no segment, as in asv. Weights are
+    otherwise not used: a track_ series (the ratios, the counts) has none, and a time_ series'
+    weights come from its confidence interval, whose noise the t-test sees anyway.
+    """
+    index: list[int] = []
+    kept: list[float] = []
+    for j, value in enumerate(y):
+        if value is None or value != value:
+            continue
+        weight = None if w is None else w[j]
+        if weight is not None and weight == weight and weight <= 0:
+            continue
+        index.append(j)
+        kept.append(float(value))
+    if not kept:
+        return []
+    bounds = [0, *change_points(kept), len(kept)]
+    steps: list[Step] = []
+    for left, right in itertools.pairwise(bounds):
+        segment = kept[left:right]
+        middle = statistics.median(segment)
+        error = sum(abs(v - middle) for v in segment) / len(segment)
+        steps.append((index[left], index[right - 1] + 1, middle, min(segment), error))
+    return steps

@@ -1,0 +1,98 @@
+"""The history's change-point detection, on recorded series and seeded synthetic ones."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+from asv.step_detect import detect_regressions
+from asv.step_detect import detect_steps as asv_detect_steps
+
+from tristore_bench.changepoints import MIN_SEGMENT, change_points, detect_steps
+
+# The pool checkout / asyncio.Queue ratio as published from results/ (33 library commits, a real
+# -14% at bcf2568 on the 17th), then a hold-out commit that made the pool's return path ~11%
+# slower (2.17 -> 2.45), a docs-only commit, a further +2% and another docs-only commit.
+POOL_RATIO = [
+    2.5337, 2.4919, 2.5737, 2.5952, 2.5311, 2.5468, 2.4961, 2.5959, 2.5351, 2.5029,
+    2.4772, 2.6348, 2.4708, 2.4915, 2.6032, 2.486, 2.1501, 2.1652, 2.1703, 2.2081,
+    2.1417, 2.1587, 2.0871, 2.1498, 2.1709, 2.1645, 2.189, 2.2027, 2.1562, 2.1579,
+    2.1181, 2.149, 2.1313, 2.1234, 2.1443, 2.1718, 2.4515, 2.343, 2.5965, 2.4559,
+]  # fmt: skip
+# instructions.PoolCheckout over the same stretch: exact, alternating by 4 instructions, the
+# hold-out's +11% and +2% on the last four commits.
+POOL_COUNT = [
+    13328.5, 13328.5, 13328.5, 13328.5, 13339.5, 13328.5, 13328.5, 13347.5, 13358.5, 13358.5,
+    13347.1, 13328.1, 13328.1, 13343.1, 11858.6, 11854.6, 11858.6, 11854.6, 11854.6, 11858.6,
+    11854.6, 11854.6, 11858.6, 11854.6, 11858.6, 11858.6, 11858.6, 11854.6, 11858.6, 11854.6,
+    11858.6, 11854.6, 11854.6, 11854.6, 13168.6, 13168.6, 13440.6, 13440.6,
+]  # fmt: skip
+POOL_RATIO_THRESHOLD = 0.07  # asv.conf.json, derived from this series' noise
+COUNT_THRESHOLD = 0.01
+
+
+def _regressions(values: list[float], threshold: float, detector: object = detect_steps) -> list:
+    steps = detector(values)  # type: ignore[operator]
+    return detect_regressions(steps, threshold)[2] or []
+
+
+def test_the_hold_out_step_in_the_pool_ratio_is_flagged_at_its_commit() -> None:
+    found = _regressions(POOL_RATIO, POOL_RATIO_THRESHOLD)
+    assert [(before, after) for before, after, *_ in found] == [(35, 36)]
+    (_, _, level_before, level_after) = found[0]
+    assert level_after / level_before == pytest.approx(1.14, abs=0.01)
+    # asv's own segmentation keeps the whole series as one segment and flags nothing.
+    assert _regressions(POOL_RATIO, POOL_RATIO_THRESHOLD, asv_detect_steps) == []
+
+
+def test_the_real_earlier_step_is_found_too() -> None:
+    assert 16 in change_points(POOL_RATIO)  # bcf2568: the in-use flag, 2.53 -> 2.16
+
+
+def test_docs_only_commits_before_the_step_are_not_flagged() -> None:
+    before = POOL_RATIO[:36]  # up to the commit before the hold-out
+    assert _regressions(before, POOL_RATIO_THRESHOLD) == []
+
+
+def test_an_exact_count_steps_at_the_commit_even_with_one_point() -> None:
+    found = _regressions(POOL_COUNT, COUNT_THRESHOLD)
+    assert [(before, after) for before, after, *_ in found] == [(33, 34), (35, 36)]
+    # The 4-instruction alternation is not a step.
+    assert not [b for b in change_points(POOL_COUNT) if 14 < b < 34]
+
+
+def test_a_noisy_series_needs_min_segment_commits_after_a_step() -> None:
+    rng = np.random.default_rng(1)
+    values = list(1.0 + rng.normal(0, 0.017, 30))
+    values[-(MIN_SEGMENT - 1) :] = [v * 1.3 for v in values[-(MIN_SEGMENT - 1) :]]
+    assert _regressions(values, 0.07) == []  # two commits: could be an outlier
+    values.append(1.3 + rng.normal(0, 0.017))
+    assert _regressions(values, 0.07)  # the third makes it a step
+
+
+@pytest.mark.parametrize("noise", ["gaussian", "t3"])
+def test_false_alarms_and_detection_on_seeded_series(noise: str) -> None:
+    """A/A series never flagged; a 10% step on the last 4 of 40 commits mostly is.
+
+    The full figures (500 series per case) are in tools/bench/measurements/changepoints*.
+    """
+    rng = np.random.default_rng(20261206)
+    flagged = {0.0: 0, 0.10: 0}
+    for step in flagged:
+        for _ in range(100):
+            if noise == "gaussian":
+                e = rng.normal(0, 0.017, 40)
+            else:
+                e = rng.standard_t(3, 40) * 0.017 / np.sqrt(3)
+            y = 1.0 + e
+            y[-4:] *= 1 + step
+            flagged[step] += bool(_regressions(list(y), 0.08))
+    assert flagged[0.0] == 0
+    assert flagged[0.10] >= 80
+
+
+def test_missing_points_belong_to_no_segment() -> None:
+    values: list[float | None] = [1.0, None, 1.0, float("nan"), 1.0, 2.0, 2.0, 2.0]
+    steps = detect_steps(values)
+    assert [(left, right) for left, right, *_ in steps] == [(0, 5), (5, 8)]
+    assert detect_steps([]) == []
+    assert detect_steps([None, None]) == []
