@@ -27,18 +27,23 @@ def _busy(stop_at: float) -> None:
         pass
 
 
-def main() -> None:
-    repeats = int(sys.argv[1]) if len(sys.argv) > 1 else 3
-    names = sys.argv[2:] or [name for name in WORKLOADS if name != "noop"]
-    print("command:", shlex.join(["PYTHONPATH=tools/bench/src", sys.executable, *sys.argv]))
-    print("valgrind", instructions.valgrind_version(), flush=True)
+def pinned_library() -> tuple[str, Path]:
+    """(HEAD's commit, a ``git archive`` snapshot of its ``src``): the tree may change meanwhile."""
     commit = subprocess.run(
         ["git", "rev-parse", "HEAD"], capture_output=True, text=True, check=True
     ).stdout.strip()
     pinned = Path(tempfile.mkdtemp(prefix="tsb-lib-"))
     archive = subprocess.run(["git", "archive", commit, "src"], capture_output=True, check=True)
     subprocess.run(["tar", "-x", "-C", str(pinned)], input=archive.stdout, check=True)
-    library = pinned / "src"
+    return commit, pinned / "src"
+
+
+def main() -> None:
+    repeats = int(sys.argv[1]) if len(sys.argv) > 1 else 3
+    names = sys.argv[2:] or [name for name in WORKLOADS if name != "noop"]
+    print("command:", shlex.join(["PYTHONPATH=tools/bench/src", sys.executable, *sys.argv]))
+    print("valgrind", instructions.valgrind_version(), flush=True)
+    commit, library = pinned_library()
     print(f"library: tristore from commit {commit} (a snapshot in {library})", flush=True)
     for name in names:
         counts = []

@@ -10,25 +10,19 @@ The library is a ``git archive`` snapshot of the worktree's ``src``; see
 from __future__ import annotations
 
 import platform
-import subprocess
 import sys
-import tempfile
-from pathlib import Path
+
+from stability import pinned_library  # this folder, as scripts run from it see it
 
 from tristore_bench import instructions
 
 
 def main(names: list[str]) -> None:
-    commit = subprocess.run(
-        ["git", "rev-parse", "HEAD"], capture_output=True, text=True, check=True
-    ).stdout.strip()
-    pinned = Path(tempfile.mkdtemp(prefix="tsb-lib-"))
-    archive = subprocess.run(["git", "archive", commit, "src"], capture_output=True, check=True)
-    subprocess.run(["tar", "-x", "-C", str(pinned)], input=archive.stdout, check=True)
+    commit, library = pinned_library()
     print("host os:", platform.platform(), "valgrind", instructions.valgrind_version())
     print("library and tools: commit", commit)
     for name in names:
-        r = instructions.measure(name, library=pinned / "src")
+        r = instructions.measure(name, library=library)
         print(
             f"{name}: n={r.n} per_op={r.per_op:.1f} I(n)={r.small.instructions} "
             f"I(2n)={r.large.instructions} wall={r.small.seconds:.1f}s/{r.large.seconds:.1f}s",
