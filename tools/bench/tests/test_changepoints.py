@@ -96,3 +96,10 @@ def test_missing_points_belong_to_no_segment() -> None:
     assert [(left, right) for left, right, *_ in steps] == [(0, 5), (5, 8)]
     assert detect_steps([]) == []
     assert detect_steps([None, None]) == []
+
+
+def test_a_series_around_zero_is_segmented_by_its_own_spread() -> None:
+    assert change_points([0.0] * 20) == []
+    spikes = [0.0] * 9 + [1.0] + [0.0] * 10  # one odd reading: not a step
+    assert change_points(spikes) == []
+    assert change_points([0.0] * 10 + [5.0] * 10) == [10]

@@ -88,6 +88,10 @@ def change_points(y: Sequence[float]) -> list[int]:
     if n < 2:
         return []
     sigma, exact = _sigma(values)
+    if sigma == 0.0:  # a median of 0 (a count of errors, say): no relative floor to lean on
+        sigma, exact = float(np.std(values)), False
+        if sigma == 0.0:
+            return []
     # An exact series (an instruction count) changes when its value does: one commit is enough,
     # and the penalty, at the floor's noise, is the whole test. A noisy one needs MIN_SEGMENT.
     min_size = 1 if exact else MIN_SEGMENT
