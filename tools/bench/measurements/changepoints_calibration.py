@@ -21,7 +21,7 @@ from asv.step_detect import detect_regressions
 from asv.step_detect import detect_steps as asv_detect_steps
 
 from tristore_bench.changepoints import detect_steps
-from tristore_bench.thresholds import CAP, FLOOR
+from tristore_bench.thresholds import FLOOR, Noise
 
 N_COMMITS = 40
 AFTER = 4
@@ -29,8 +29,10 @@ CV = 0.017
 
 
 def _threshold(y: np.ndarray) -> float:
+    """The threshold ``tristore-bench thresholds`` derives from this history's steps."""
     steps = [max(b / a, a / b) - 1 for a, b in itertools.pairwise(y)]
-    return min(CAP, max(FLOOR, 4 * statistics.median(steps)))
+    noise = Noise("synthetic.track_ratio", len(y), None, None, statistics.median(steps))
+    return noise.threshold() or FLOOR
 
 
 def _flagged(y: np.ndarray, detector: object) -> bool:

@@ -19,8 +19,7 @@ the segments on either side differ by a significance test, with a minimum segmen
    purpose: the test below prunes.
 2. Pruning: the least significant candidate (Welch's t-test between its two neighbouring
    segments) is dropped while its p-value exceeds ``MAX_PVALUE``, and the test is redone on the
-   merged segments. Two segments with no spread at all (an instruction count) differ when their
-   values do.
+   merged segments. Two segments with no spread at all differ when their values do.
 3. Each segment is reported as asv reports it: (left, right, median, minimum, mean absolute
    deviation from the median).
 
@@ -64,10 +63,10 @@ def _sigma(y: np.ndarray) -> tuple[float, bool]:
 
 def _pvalue(a: np.ndarray, b: np.ndarray, sigma: float) -> float:
     """Welch's t-test between two segments; a segment without spread takes the series' noise."""
-    var_a = max(float(np.var(a, ddof=1)) if a.size > 1 else 0.0, sigma**2 * 1e-6)
-    var_b = max(float(np.var(b, ddof=1)) if b.size > 1 else 0.0, sigma**2 * 1e-6)
     if np.all(a == a[0]) and np.all(b == b[0]):
         return 0.0 if a[0] != b[0] else 1.0
+    var_a = max(float(np.var(a, ddof=1)) if a.size > 1 else 0.0, sigma**2 * 1e-6)
+    var_b = max(float(np.var(b, ddof=1)) if b.size > 1 else 0.0, sigma**2 * 1e-6)
     result = stats.ttest_ind_from_stats(
         float(np.mean(a)),
         math.sqrt(var_a),
