@@ -84,11 +84,12 @@ class TxState:
                 "coordinated transaction); nothing was done"
             ) from exc
         try:
-            await sqlite.relieve_wal(conn)
+            restarted = await sqlite.relieve_wal(conn)
         except BaseException:
             await acq.__aexit__(None, None, None)
             raise
-        self._acq, self._conn, self._wtx = acq, conn, sqlite.writer_tx(conn)
+        self._acq, self._conn = acq, conn
+        self._wtx = sqlite.writer_tx(conn, inline=not restarted)
 
     @property
     def in_transaction(self) -> bool:

@@ -19,6 +19,7 @@ Facts that shape this module, measured with Kuzu 0.11.3:
 from __future__ import annotations
 
 import asyncio
+import concurrent.futures
 import contextlib
 import ctypes
 import ctypes.util
@@ -233,7 +234,7 @@ class GraphStore:
         self._writer_executor: ThreadPoolExecutor | None = None
         self._writer_conns: set[int] = set()
         # id(connection) -> its call running in a worker thread (see run and _stop)
-        self._running: dict[int, asyncio.Future[Any]] = {}
+        self._running: dict[int, concurrent.futures.Future[Any]] = {}
         self._calls = _CallCounts()
         # Kuzu leaks every statement execute(text, params) prepares: reuse prepared ones.
         self.prepared = PreparedStatements()
@@ -279,7 +280,7 @@ class GraphStore:
         # Every worker thread must be idle before the database goes: a query still running on
         # a closing database segfaults.
         if self._running:
-            await asyncio.wait(list(self._running.values()))
+            await asyncio.wait([_observed(f) for f in self._running.values()])
             self._running.clear()
         for executor in (self._executor, self._writer_executor):
             if executor is not None:
@@ -305,6 +306,13 @@ class GraphStore:
         the cancellation goes on only once the thread has returned, so the caller's pool slot,
         and with it the pool's limit, covers the whole time the engine works for it. Further
         cancellations meanwhile are absorbed: giving up early would free the slot too soon.
+
+        The call is awaited through a plain ``wrap_future``, not ``asyncio.shield``: the shield's
+        second future and extra loop turn cost ~2.5% of a point read (tools/bench/measurements/
+        graph-read-path.txt). Cancelling the wrapper cancels the thread's future too, which
+        withdraws a queued call and leaves a running one alone; the running one is then waited
+        for through a new wrapper. ``_running`` keeps the thread's own future, whose completion
+        is the truth about the thread whichever wrapper was cancelled.
         """
         executor = self._writer_executor if id(conn) in self._writer_conns else self._executor
         if executor is None:
@@ -312,40 +320,41 @@ class GraphStore:
         calls = self._calls
         call = _Call(fn)
         cfuture = executor.submit(calls.call, call, conn)
-        future = asyncio.wrap_future(cfuture)
-        self._running[id(conn)] = future
+        running = self._running
+        key = id(conn)
+        running[key] = cfuture
         try:
-            # Shielded: cancelling the caller must not cancel the wrapper while the thread runs.
-            return await asyncio.shield(future)
+            return await asyncio.wrap_future(cfuture)
         except asyncio.CancelledError:
-            if cfuture.cancel():  # still queued: withdrawn, so it never starts
+            if cfuture.cancel():  # still queued (or withdrawn by the wrapper): never starts
                 calls.count("cancelled_unstarted")
                 raise
-            if not future.done():
+            if not cfuture.done():
                 calls.count("interrupts_requested")
                 call.interrupted = True
-                await self._stop(conn, future)
-                if future.exception() is not None:
+                await self._stop(conn, cfuture)
+                if cfuture.exception() is not None:
                     calls.count("interrupted")
             raise
         finally:
-            if self._running.get(id(conn)) is future:
-                del self._running[id(conn)]
-            if future.done() and not future.cancelled():
-                future.exception()  # retrieved: an interrupted query is expected, not news
+            if running.get(key) is cfuture:
+                del running[key]
 
-    async def _stop(self, conn: Any, future: asyncio.Future[Any]) -> bool:
+    async def _stop(self, conn: Any, cfuture: concurrent.futures.Future[Any]) -> bool:
         """Interrupt ``conn``'s call until its thread returns; True if cancelled meanwhile.
 
         Cancellation cannot cut this short (that would free the connection under a running
         query); the caller raises it once the thread is done.
         """
         cancelled = False
-        while not future.done():
+        # One wrapper for every poll: asyncio.wait never cancels what it waits for, so a
+        # cancellation of this task cannot reach the thread's future through it.
+        done = _observed(cfuture)
+        while not cfuture.done():
             with contextlib.suppress(Exception):
                 conn.interrupt()
             try:
-                await asyncio.wait([future], timeout=INTERRUPT_POLL_S)
+                await asyncio.wait([done], timeout=INTERRUPT_POLL_S)
             except asyncio.CancelledError:
                 cancelled = True
         return cancelled
@@ -443,6 +452,14 @@ class GraphStore:
 
     def stats(self) -> dict[str, dict[str, Any]]:
         return {"writer": self.writer.stats(), "readers": self.readers.stats()}
+
+
+def _observed(cfuture: concurrent.futures.Future[Any]) -> asyncio.Future[Any]:
+    """An asyncio future that completes with ``cfuture``, for waiting only: its outcome is
+    marked retrieved (the call's owner reports it), so no "never retrieved" warning follows."""
+    future = asyncio.wrap_future(cfuture)
+    future.add_done_callback(lambda f: f.cancelled() or f.exception())
+    return future
 
 
 class _Call(Generic[T]):

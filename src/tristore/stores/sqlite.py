@@ -289,6 +289,11 @@ INLINE_SLICE_S = 0.0002  # longest run of back-to-back inline writes before yiel
 WRITE_COUNTERS = ("writes_inline", "writes_thread", "fallbacks_busy", "fallbacks_budget")
 
 
+def _resolve(future: asyncio.Future[None]) -> None:
+    if not future.done():  # cancelled meanwhile
+        future.set_result(None)
+
+
 class _Budget:
     """The progress handler: interrupts once ``max_steps`` VM steps have run.
 
@@ -547,8 +552,8 @@ class SQLiteStore:
         ``fn`` raising rolls the transaction back; sqlite3 errors become typed errors.
         """
         async with self.writer.acquire(timeout=timeout) as conn:
-            await self.relieve_wal(conn)
-            if conn.inline:
+            restarted = await self.relieve_wal(conn)
+            if conn.inline and not restarted:
                 try:
                     outcome, result = _run_inline(
                         conn.raw,
@@ -576,17 +581,22 @@ class SQLiteStore:
                 self._checkpointer.note_commit(heavy=True)
             return result
 
-    async def relieve_wal(self, conn: SQLiteConnection) -> None:
+    async def relieve_wal(self, conn: SQLiteConnection) -> bool:
         """Restart the WAL with a RESTART checkpoint on the writer thread, when it is due.
 
         Called with the writer lane held, before a write. Due after a background PASSIVE that
         copied every frame (``want_restart``: no wait for readers), or once the WAL is far past
         the limit (``must_restart``: a long reader, or writes outrunning the copies; this one
         waits up to the busy timeout). See :class:`_Checkpointer`.
+
+        True when the WAL was restarted: the caller's write must then run on the writer thread,
+        not inline. The first frame written into a restarted WAL writes its header and, at
+        ``synchronous = NORMAL``, fsyncs it: inline, that fsync stalled the event loop for
+        1-4 ms once per restart (the loop-lag benchmark's p99 and max).
         """
         checkpointer = self._checkpointer
         if not (checkpointer.must_restart or checkpointer.want_restart):
-            return
+            return False
         # Past the hard limit the restart waits for readers; otherwise it is only worth taking
         # when it costs no wait (a reader in the way: the next PASSIVE asks again).
         wait = self.settings.sqlite.busy_timeout_ms if checkpointer.must_restart else 0
@@ -614,10 +624,12 @@ class SQLiteStore:
                 self.path,
                 exc,
             )
-            return
+            return False
         checkpointer.last_restart = result
-        if result[0] == 0:
-            checkpointer.restarts += 1
+        if result[0] != 0:
+            return False
+        checkpointer.restarts += 1
+        return True
 
     async def _yield_now_and_then(self) -> None:
         """Let the loop run at least every INLINE_SLICE_S of inline writes.
@@ -626,10 +638,19 @@ class SQLiteStore:
         another task run (found by the loop-lag benchmark: its heartbeat never woke). A yield per
         write would cost a loop iteration each; one per slice bounds the lag at the slice plus
         one transaction.
+
+        The yield is a timer due now, not ``asyncio.sleep(0)``: the loop runs due timers in
+        deadline order, so every timer that fell due during the slice fires first, and the tasks
+        it wakes run before this one resumes. With ``sleep(0)`` this task's next slice ran ahead
+        of them twice (once before the timers were looked at, once before the woken task's
+        step): a 1 ms heartbeat woke ~0.6 ms late at the median instead of ~0.2.
         """
         now = time.perf_counter()
         if now - self._ran_since >= INLINE_SLICE_S:
-            await asyncio.sleep(0)
+            loop = asyncio.get_running_loop()
+            resume = loop.create_future()
+            loop.call_at(loop.time(), _resolve, resume)
+            await resume
             self._ran_since = time.perf_counter()
 
     def _rollback_inline(self, conn: SQLiteConnection) -> None:
@@ -701,9 +722,13 @@ class SQLiteStore:
             if conn.inline:
                 self._checkpointer.note_commit(heavy=True)
 
-    def writer_tx(self, conn: SQLiteConnection) -> WriterTx:
-        """Step-by-step write transaction on a writer connection the caller holds."""
-        return WriterTx(self, conn)
+    def writer_tx(self, conn: SQLiteConnection, *, inline: bool = True) -> WriterTx:
+        """Step-by-step write transaction on a writer connection the caller holds.
+
+        ``inline=False``: every step on the writer thread even in inline mode (after
+        :meth:`relieve_wal` restarted the WAL).
+        """
+        return WriterTx(self, conn, inline=inline)
 
     async def wait_checkpoint(self) -> None:
         """Until the background checkpoint in flight, if any, has finished (for tests, close)."""
@@ -831,10 +856,10 @@ class WriterTx:
 
     __slots__ = ("_begun", "_inline", "_steps", "_threaded", "conn", "store")
 
-    def __init__(self, store: SQLiteStore, conn: SQLiteConnection) -> None:
+    def __init__(self, store: SQLiteStore, conn: SQLiteConnection, *, inline: bool = True) -> None:
         self.store = store
         self.conn = conn
-        self._inline = conn.inline
+        self._inline = conn.inline and inline
         self._steps: list[tuple[Callable[[sqlite3.Connection], Any], Any]] = []
         self._begun = False
         self._threaded = False  # some step of this transaction ran on the thread
