@@ -289,11 +289,6 @@ INLINE_SLICE_S = 0.0002  # longest run of back-to-back inline writes before yiel
 WRITE_COUNTERS = ("writes_inline", "writes_thread", "fallbacks_busy", "fallbacks_budget")
 
 
-def _resolve(future: asyncio.Future[None]) -> None:
-    if not future.done():  # cancelled meanwhile
-        future.set_result(None)
-
-
 class _Budget:
     """The progress handler: interrupts once ``max_steps`` VM steps have run.
 
@@ -637,20 +632,14 @@ class SQLiteStore:
         An inline write never suspends, so a task writing in a loop would otherwise never let
         another task run (found by the loop-lag benchmark: its heartbeat never woke). A yield per
         write would cost a loop iteration each; one per slice bounds the lag at the slice plus
-        one transaction.
-
-        The yield is a timer due now, not ``asyncio.sleep(0)``: the loop runs due timers in
-        deadline order, so every timer that fell due during the slice fires first, and the tasks
-        it wakes run before this one resumes. With ``sleep(0)`` this task's next slice ran ahead
-        of them twice (once before the timers were looked at, once before the woken task's
-        step): a 1 ms heartbeat woke ~0.6 ms late at the median instead of ~0.2.
+        one transaction (times two: this task's next slice runs before a task that a timer woke
+        meanwhile). Yielding behind the due timers instead (a timer due now, not ``sleep(0)``)
+        halved the median lag but cost 8-13% per write in a back-to-back writer and 19% in the
+        instruction count; see tools/bench/measurements/loop-lag.txt.
         """
         now = time.perf_counter()
         if now - self._ran_since >= INLINE_SLICE_S:
-            loop = asyncio.get_running_loop()
-            resume = loop.create_future()
-            loop.call_at(loop.time(), _resolve, resume)
-            await resume
+            await asyncio.sleep(0)
             self._ran_since = time.perf_counter()
 
     def _rollback_inline(self, conn: SQLiteConnection) -> None:

@@ -1,16 +1,20 @@
-"""Event-loop lag added by inline SQLite writes: the two fixes of 2026-12-06, A/B in one process.
+"""Event-loop lag added by inline SQLite writes: the restart fix of 2026-12-06, A/B in one process.
 
 A 1 ms heartbeat (``asyncio.sleep(0.001)``, 400 beats a run) measures how late the loop wakes
 while one task writes single-row transactions back to back, as asv's ``SQLiteLoopLag`` does.
 Variants, alternated (forward, reverse, ...) over ROUNDS runs on one store:
 
 * idle: no writes (the loop's own floor: epoll's 1 ms timeout granularity and the machine);
-* before: the write after a WAL restart runs inline, and a slice ends with ``asyncio.sleep(0)``;
-* restart on the thread: only the first fix (the write after a restart goes to the thread);
-* now: both fixes (the slice also ends behind the timers already due).
+* before: the write after a WAL restart runs inline (its first frame fsyncs the WAL header);
+* now: that write goes to the writer thread;
+* timer yield (not taken): also end each slice behind the timers already due (a timer due now
+  instead of ``asyncio.sleep(0)``), so a task a timer woke runs before the writer's next slice.
 
-The older behaviour is patched in for its runs (the library has only the current one). Prints
-medians over runs of each run's p50 and p99 and the largest max, and writes per second.
+The other behaviours are patched in for their runs (the library has only the current one).
+Prints medians over runs of each run's p50 and p99 and the largest max, and writes per second
+(with the heartbeat's own loop turns in between). Then the cost of the two yields without a
+heartbeat: microseconds per write of one task writing back to back, 3000 writes a batch,
+the two alternated over 30 batches each.
 Run from the repository root:
 
     .venv/bin/python tools/bench/measurements/loop_lag_ab.py [ROUNDS]
@@ -39,25 +43,34 @@ current_relieve = SQLiteStore.relieve_wal
 current_yield = SQLiteStore._yield_now_and_then
 
 
+def _resolve(future: asyncio.Future[None]) -> None:
+    if not future.done():
+        future.set_result(None)
+
+
 async def inline_after_restart(self: SQLiteStore, conn: Any) -> bool:
     """Before: the restart ran, but the write after it still went inline."""
     await current_relieve(self, conn)
     return False
 
 
-async def yield_with_sleep0(self: SQLiteStore) -> None:
-    """Before: one ``asyncio.sleep(0)`` at the end of a slice."""
+async def yield_behind_due_timers(self: SQLiteStore) -> None:
+    """The alternative: resume through a timer due now, which the loop runs after the timers
+    that fell due during the slice (and so after the tasks they wake)."""
     if time.perf_counter() - self._ran_since >= sqlite_module.INLINE_SLICE_S:
-        await asyncio.sleep(0)
+        loop = asyncio.get_running_loop()
+        resume = loop.create_future()
+        loop.call_at(loop.time(), _resolve, resume)
+        await resume
         self._ran_since = time.perf_counter()
 
 
 Patch = tuple[Callable[..., Awaitable[bool]], Callable[..., Awaitable[None]]]
 VARIANTS: dict[str, Patch | None] = {
     "idle (no writes)": None,
-    "before": (inline_after_restart, yield_with_sleep0),
-    "restart on the thread": (current_relieve, yield_with_sleep0),
+    "before": (inline_after_restart, current_yield),
     "now": (current_relieve, current_yield),
+    "timer yield (not taken)": (current_relieve, yield_behind_due_timers),
 }
 
 
@@ -101,6 +114,17 @@ async def main(rounds: int) -> None:
                 (lags[len(lags) // 2], lags[int(len(lags) * 0.99) - 1], lags[-1], rate)
             )
     SQLiteStore.relieve_wal, SQLiteStore._yield_now_and_then = current_relieve, current_yield  # type: ignore[method-assign]
+    per_write: dict[str, list[float]] = {"sleep(0), now": [], "timer yield": []}
+    for r in range(30):
+        for name in per_write if r % 2 == 0 else reversed(per_write):
+            timer = name == "timer yield"
+            SQLiteStore._yield_now_and_then = yield_behind_due_timers if timer else current_yield  # type: ignore[method-assign]
+            started = time.perf_counter()
+            for _ in range(3000):
+                written += 1
+                await store.execute(INSERT, (written,))
+            per_write[name].append((time.perf_counter() - started) / 3000 * 1e6)
+    SQLiteStore._yield_now_and_then = current_yield  # type: ignore[method-assign]
     print(f"{rounds} runs of {BEATS} beats per variant; restarts {store._checkpointer.restarts}")
     print(f"{'variant':24s} {'p50 ms':>7s} {'p99 ms':>7s} {'max ms':>7s} {'writes/s':>9s}")
     for name, values in runs.items():
@@ -108,6 +132,9 @@ async def main(rounds: int) -> None:
         worst = max(v[2] for v in values)
         rate = statistics.median(v[3] for v in values)
         print(f"{name:24s} {p50:7.3f} {p99:7.3f} {worst:7.3f} {rate:9.0f}")
+    now, timer = (statistics.median(v) for v in per_write.values())
+    print(f"back to back, us per write: sleep(0) {now:.2f}, timer yield {timer:.2f}", end=" ")
+    print(f"(x{timer / now:.3f})")
     await store.close()
 
 
