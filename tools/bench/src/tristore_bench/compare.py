@@ -53,14 +53,15 @@ import pyperf
 from tristore_bench.compare_bench import CASES, ENV_REDIS_URL
 from tristore_bench.gate.stats import hodges_lehmann_ratio, json_safe, mann_whitney
 
-#: (operation, reference) -> the issue's target for time ratio tristore/reference.
+#: (operation, reference) -> the target for time ratio tristore/reference, from the speed issue
+#: ("the data layer at the raw drivers' speed"; it tightened the first issue's 0.5, 1.05, 1.11).
 TARGETS: dict[tuple[str, str], float] = {
     ("pool_checkout", "asyncio.Queue"): 1.3,  # within 1.3x the floor
-    ("sqlite_write", "aiosqlite"): 0.5,  # >= 2x faster than aiosqlite execute+commit
+    ("sqlite_write", "aiosqlite"): 0.33,  # >= 3x faster than aiosqlite execute+commit
     ("sqlite_write", "sqlite3"): 2.0,  # >= 0.5x raw sqlite3's speed
-    ("redis_single", "redis.asyncio"): 1.05,  # >= 0.95x raw
-    ("redis_pipeline_100", "redis.asyncio"): 1.05,
-    ("kuzu_read", "kuzu executor"): 1.11,  # >= 0.9x raw, same async way, prepared alike
+    ("redis_single", "redis.asyncio"): 1.03,  # within 3% of raw
+    ("redis_pipeline_100", "redis.asyncio"): 1.03,
+    ("kuzu_read", "kuzu executor"): 1.05,  # same async way, prepared alike
 }
 
 FAST_ARGS = ("--processes", "2", "--values", "2", "--warmups", "1", "--min-time", "0.01")
