@@ -4,7 +4,7 @@ Which verdict a wall-time comparison reaches depends on the machine's noise in t
 tests assert only what holds every time: the report's structure, the injection note, and an exit
 code that agrees with the verdicts. Detection power and false-verdict rates are measured by
 ``gate --calibrate`` and published, not asserted here; the verdict logic itself is tested on
-recorded samples in tests/unit/test_gate.py.
+recorded samples in tools/bench/tests/test_gate.py.
 
 The tests drive the real path (``git archive`` of the base ref, interleaved pytest rounds with
 ``PYTHONPATH`` per side, verdict, Markdown report, exit code) on a throwaway git repository that
