@@ -408,8 +408,8 @@ async def test_a_finished_checkpoint_restarts_the_wal_at_the_next_write(tmp_path
 async def test_the_write_after_a_restart_goes_to_the_writer_thread(tmp_path: Path) -> None:
     """The first frame in a restarted WAL writes the WAL header and, at synchronous = NORMAL,
     fsyncs it. Inline, that fsync stalled the event loop (1-4 ms, once per restart: the
-    loop-lag benchmark's p99). So the write that follows a restart runs on the writer thread,
-    for a plain write and for a coordinated transaction's steps alike; the next is inline again.
+    loop-lag benchmark's p99). So the write that follows a restart runs on the writer thread;
+    the next is inline again. (The coordinator's steps: the test after the next one.)
     """
     store = await _open(tmp_path, checkpoint_wal_bytes=64 * 1024)
     checkpointer = store._checkpointer
@@ -480,6 +480,29 @@ async def test_coordinated_transaction_runs_inline(
     assert after["writes_thread"] == before["writes_thread"]
     assert await stores.sqlite.fetchone("SELECT tier FROM customers WHERE id = ?", (cid,)) == (
         "silver",
+    )
+
+
+async def test_the_coordinated_steps_after_a_restart_run_on_the_writer_thread(
+    coordinator: Coordinator, stores: Stores
+) -> None:
+    """The coordinator takes the SQLite lane through the same restart check as a plain write:
+    its steps after a restart go to the writer thread too (the WAL header's fsync stays off the
+    loop), and the transaction commits as usual."""
+    sqlite = stores.sqlite
+    await sqlite.execute(INSERT, ("pre@x.io",))
+    await sqlite.wait_checkpoint()
+    sqlite._checkpointer.want_restart = True  # what a PASSIVE that copied every frame leaves
+    restarts = sqlite._checkpointer.restarts
+    before = _writes(sqlite)
+    async with coordinator.transaction() as tx:
+        cid = (await tx.sql(INSERT + " RETURNING id", ("restart@x.io",))).scalar()
+    after = _writes(sqlite)
+    assert sqlite._checkpointer.restarts == restarts + 1
+    assert after["writes_thread"] == before["writes_thread"] + 1
+    assert after["writes_inline"] == before["writes_inline"]
+    assert await sqlite.fetchone("SELECT email FROM customers WHERE id = ?", (cid,)) == (
+        "restart@x.io",
     )
 
 

@@ -634,7 +634,7 @@ class SQLiteStore:
         write would cost a loop iteration each; one per slice bounds the lag at the slice plus
         one transaction (times two: this task's next slice runs before a task that a timer woke
         meanwhile). Yielding behind the due timers instead (a timer due now, not ``sleep(0)``)
-        halved the median lag but cost 8-13% per write in a back-to-back writer and 19% in the
+        halved the median lag but cost 4-13% per write in a back-to-back writer and 19% in the
         instruction count; see tools/bench/measurements/loop-lag.txt.
         """
         now = time.perf_counter()

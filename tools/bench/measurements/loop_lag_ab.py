@@ -74,10 +74,11 @@ VARIANTS: dict[str, Patch | None] = {
 }
 
 
-async def heartbeat() -> list[float]:
+async def heartbeat(beats: int = BEATS) -> list[float]:
+    """How late each of ``beats`` 1 ms sleeps woke, in ms, sorted."""
     loop = asyncio.get_running_loop()
     lags = []
-    for _ in range(BEATS):
+    for _ in range(beats):
         start = loop.time()
         await asyncio.sleep(0.001)
         lags.append((loop.time() - start - 0.001) * 1000)

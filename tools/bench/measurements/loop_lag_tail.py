@@ -21,6 +21,8 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
+from loop_lag_ab import heartbeat  # this directory's A/B script: one heartbeat for both
+
 from tristore.stores import SQLiteStore
 from tristore.stores import sqlite as sqlite_module
 from tristore.testing.setup import store_settings
@@ -56,7 +58,6 @@ async def main(wal_bytes: int) -> None:
     store = SQLiteStore(store_settings(directory, sqlite={"checkpoint_wal_bytes": wal_bytes}))
     await store.open()
     await store.execute("CREATE TABLE IF NOT EXISTS lag (v INTEGER)")
-    loop = asyncio.get_running_loop()
     written = 0
 
     async def writer() -> None:
@@ -66,15 +67,10 @@ async def main(wal_bytes: int) -> None:
             await store.execute("INSERT INTO lag (v) VALUES (?)", (written,))
 
     task = asyncio.create_task(writer())
-    lags = []
-    for _ in range(BEATS):
-        start = loop.time()
-        await asyncio.sleep(0.001)
-        lags.append((loop.time() - start - 0.001) * 1000)
+    lags = await heartbeat(BEATS)
     task.cancel()
     with contextlib.suppress(asyncio.CancelledError):
         await task
-    lags.sort()
     late = sum(lag > 0.5 for lag in lags)
     p50, p99 = lags[BEATS // 2], lags[int(BEATS * 0.99) - 1]
     print(f"checkpoint_wal_bytes {wal_bytes}: p50 {p50:.3f} p99 {p99:.3f} max {lags[-1]:.3f} ms,")
