@@ -551,9 +551,13 @@ async def test_periodic_sweep_rolls_pending_work_forward(stores: Stores, product
     coord = Coordinator.for_stores(stores, recovery_interval=0.05, retry_backoff=0.01)
     await coord.open()
     try:
-        coord.faults.arm("cache.apply", StoreUnavailable("redis", "injected outage"))
+        # Redis stays "down" until the transaction has ended: a sweep that ran while the graph
+        # batch committed would otherwise apply the cache part before `pending` is read.
+        outage = StoreUnavailable("redis", "injected outage")
+        coord.faults.arm("cache.apply", outage, times=1_000_000)
         tx, _, _ = await place_order(coord, "pia@example.com", product)
         assert tx.pending == ("cache",)
+        coord.faults.disarm("cache.apply")
         await tx.applied(timeout=5)  # no explicit recover(): the sweeper did it
         assert await stores.cache.execute("GET", "stats:orders") == b"1"
     finally:

@@ -27,7 +27,7 @@ import importlib
 import importlib.util
 import sys
 import threading
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Callable, Coroutine, Mapping, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from types import ModuleType
@@ -314,15 +314,22 @@ class GraphStore:
         for through a new wrapper. ``_running`` keeps the thread's own future, whose completion
         is the truth about the thread whichever wrapper was cancelled.
         """
+        return await self.start(conn, fn)
+
+    def start(self, conn: Any, fn: Callable[[Any], T]) -> Coroutine[Any, Any, T]:
+        """Hand ``fn(conn)`` to the worker thread now; the returned coroutine is :meth:`run`'s
+        wait for it, which the caller must await (so that the caller can do other work on the
+        loop while the thread works, without a task of its own)."""
         executor = self._writer_executor if id(conn) in self._writer_conns else self._executor
         if executor is None:
             raise StoreUnavailable(STORE, "graph store is not open")
-        calls = self._calls
         call = _Call(fn)
-        cfuture = executor.submit(calls.call, call, conn)
-        running = self._running
-        key = id(conn)
-        running[key] = cfuture
+        cfuture = executor.submit(self._calls.call, call, conn)
+        self._running[id(conn)] = cfuture
+        return self._outcome(conn, call, cfuture)
+
+    async def _outcome(self, conn: Any, call: _Call[T], cfuture: concurrent.futures.Future[T]) -> T:
+        calls, running, key = self._calls, self._running, id(conn)
         try:
             return await asyncio.wrap_future(cfuture)
         except asyncio.CancelledError:
