@@ -18,6 +18,7 @@ import pytest
 from tristore.coordinator import Coordinator
 from tristore.errors import ConfigError, CoordinatorError, StoreUnavailable
 from tristore.stores import SQLiteStore
+from tristore.stores import sqlite as sqlite_module
 from tristore.stores.sqlite import ReplayDiverged, inline_eligible
 from tristore.testing import Stores, store_settings
 
@@ -534,3 +535,41 @@ async def test_coordinated_step_that_ends_the_transaction_is_still_refused(
         async with coordinator.transaction() as tx:
             await tx.sql(INSERT, ("e@x.io",))
             await tx.sql_fn(lambda c: c.execute("COMMIT"))
+
+
+async def test_a_back_to_back_inline_writer_lets_a_woken_task_run_before_its_next_slice(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A task woken while the writer works (a timer firing, a reply arriving) runs before the
+    writer's next slice: a wake-up takes two loop turns (callback, then task), so the writer
+    yields twice. A slice of 0 makes every write end a slice, so nothing here depends on time."""
+    monkeypatch.setattr(sqlite_module, "INLINE_SLICE_S", 0.0)
+    store = await _open(tmp_path)
+    loop = asyncio.get_running_loop()
+    try:
+        woken: asyncio.Future[None] = loop.create_future()
+        written = 0
+        seen: list[int] = []
+
+        async def woken_task() -> None:
+            await woken
+            seen.append(written)
+
+        def insert(c: sqlite3.Connection, n: int) -> None:
+            nonlocal written
+            c.execute(INSERT, (f"w{n}@x.io",))
+            written += 1
+
+        async def writer() -> None:
+            for n in range(5):
+                if n == 1:  # becomes ready while the writer is busy, as a due timer would
+                    loop.call_soon(woken.set_result, None)
+                await store.write(lambda c, n=n: insert(c, n))
+
+        waiter = asyncio.create_task(woken_task())
+        await writer()
+        await waiter
+        assert seen == [2]  # after the write it was woken during, before the next one
+        assert _writes(store)["writes_inline"] >= 5
+    finally:
+        await store.close()

@@ -1,0 +1,104 @@
+"""Loop lag of a back-to-back inline writer: one ``sleep(0)`` per slice against two.
+
+The heartbeat of loop_lag_ab.py (400 beats of 1 ms) runs while one task writes single-row
+transactions back to back; the variants are patched into ``SQLiteStore._yield_now_and_then`` and
+alternated (forward, reverse) over ROUNDS runs. Prints the medians over runs of each run's p50 and
+p99, the largest max, writes per second during the heartbeat, and microseconds per write of a
+back-to-back writer without a heartbeat (3000 writes a batch, 20 alternated batches).
+Run from the repository root:
+
+    .venv/bin/python tools/bench/measurements/loop_lag_yields.py [ROUNDS]
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import statistics
+import sys
+import tempfile
+import time
+from collections.abc import Awaitable, Callable
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).parent))
+
+from loop_lag_ab import INSERT, heartbeat
+
+from tristore.stores import SQLiteStore
+from tristore.testing.setup import store_settings
+
+Yield = Callable[[SQLiteStore], Awaitable[None]]
+
+
+def yielding(times: int, slice_s: float) -> Yield:
+    async def yield_now_and_then(self: SQLiteStore) -> None:
+        if time.perf_counter() - self._ran_since >= slice_s:
+            for _ in range(times):
+                await asyncio.sleep(0)
+            self._ran_since = time.perf_counter()
+
+    return yield_now_and_then
+
+
+VARIANTS: dict[str, Yield | None] = {
+    "idle (no writes)": None,
+    "1x sleep(0), 0.2 ms": yielding(1, 0.0002),
+    "2x sleep(0), 0.2 ms": yielding(2, 0.0002),
+    "2x sleep(0), 0.1 ms": yielding(2, 0.0001),
+    "1x sleep(0), 0.1 ms": yielding(1, 0.0001),
+}
+
+
+async def main(rounds: int) -> None:
+    store = SQLiteStore(store_settings(Path(tempfile.mkdtemp(prefix="tristore-lag-"))))
+    await store.open()
+    await store.execute("CREATE TABLE IF NOT EXISTS lag (v INTEGER)")
+    written = 0
+
+    async def writer() -> None:
+        nonlocal written
+        while True:
+            written += 1
+            await store.execute(INSERT, (written,))
+
+    runs: dict[str, list[tuple[float, float, float, float]]] = {name: [] for name in VARIANTS}
+    for r in range(rounds):
+        for name, variant in VARIANTS.items() if r % 2 == 0 else reversed(VARIANTS.items()):
+            task = None
+            if variant is not None:
+                SQLiteStore._yield_now_and_then = variant  # type: ignore[method-assign]
+                task = asyncio.create_task(writer())
+            before, started = written, time.perf_counter()
+            lags = await heartbeat()
+            rate = (written - before) / (time.perf_counter() - started)
+            if task is not None:
+                task.cancel()
+                with contextlib.suppress(asyncio.CancelledError):
+                    await task
+            p99 = lags[int(len(lags) * 0.99) - 1]
+            runs[name].append((lags[len(lags) // 2], p99, lags[-1], rate))
+    per_write: dict[str, list[float]] = {name: [] for name, v in VARIANTS.items() if v}
+    names = list(per_write)
+    for r in range(20):
+        for name in names if r % 2 == 0 else reversed(names):
+            SQLiteStore._yield_now_and_then = VARIANTS[name]  # type: ignore[method-assign,assignment]
+            started = time.perf_counter()
+            for _ in range(3000):
+                written += 1
+                await store.execute(INSERT, (written,))
+            per_write[name].append((time.perf_counter() - started) / 3000 * 1e6)
+    print(f"{rounds} runs of 400 beats per variant")
+    header = ("p50 ms", "p99 ms", "max ms", "writes/s", "us/write")
+    print(f"{'variant':22s} " + " ".join(f"{h:>8s}" for h in header))
+    for name, values in runs.items():
+        p50, p99 = (statistics.median(v[i] for v in values) for i in (0, 1))
+        worst = max(v[2] for v in values)
+        rate = statistics.median(v[3] for v in values)
+        cost = statistics.median(per_write[name]) if name in per_write else float("nan")
+        print(f"{name:22s} {p50:8.3f} {p99:8.3f} {worst:8.3f} {rate:8.0f} {cost:8.2f}")
+    await store.close()
+
+
+if __name__ == "__main__":
+    asyncio.run(main(int(sys.argv[1]) if len(sys.argv) > 1 else 8))
