@@ -285,7 +285,7 @@ class _SQLiteConnector:
 # single-row write (~50 steps), often enough that the budget is overshot by at most this much.
 STEP_INTERVAL = 1000
 _DONE, _BUSY, _BUDGET = "done", "busy", "budget"
-INLINE_SLICE_S = 0.0001  # longest run of back-to-back inline writes before yielding to the loop
+INLINE_SLICE_S = 0.0002  # longest run of back-to-back inline writes before yielding to the loop
 WRITE_COUNTERS = ("writes_inline", "writes_thread", "fallbacks_busy", "fallbacks_budget")
 
 
@@ -634,10 +634,12 @@ class SQLiteStore:
         write would cost a loop iteration each; one per slice bounds the lag at the slice plus
         one transaction. It yields twice: a timer that fell due during the slice fires in the next
         loop turn but wakes its task only in the turn after, so after one ``sleep(0)`` this
-        task's next slice would run first. With a 0.1 ms slice, against one yield per 0.2 ms, a
-        1 ms heartbeat under back-to-back writes: p50 0.60 -> 0.21 ms, p99 0.89 -> 0.64 ms (idle
-        0.19), max 4.7 -> 1.1 ms, for +2.4% per write. Yielding behind the due timers instead (a
-        timer due now) cost 4-13% per write and 19% in the instruction count. Both in
+        task's next slice would run first. A 1 ms heartbeat under back-to-back writes, against
+        one yield (three runs, 10-30 rounds each): p50 0.57-0.60 -> 0.38-0.39 ms, max 2.5-4.7
+        -> 1.1-1.7 ms, per write within noise; p99 0.85-0.91 -> 0.76-0.87 ms (idle 0.17-0.19).
+        A 0.1 ms slice took the p50 to 0.19-0.21 ms but the p99 only to 0.64-0.84 ms, for
+        2.4-7.8% per write, so the slice stays 0.2 ms. Yielding behind the due timers instead (a
+        timer due now) cost 4-13% per write and 19% in the instruction count. All in
         tools/bench/measurements/loop-lag.txt.
         """
         now = time.perf_counter()
