@@ -546,6 +546,7 @@ class SQLiteStore:
         the transaction back, would let ``fn``'s next short statement autocommit).
         ``fn`` raising rolls the transaction back; sqlite3 errors become typed errors.
         """
+        inline = False
         async with self.writer.acquire(timeout=timeout) as conn:
             restarted = await self.relieve_wal(conn)
             if conn.inline and not restarted:
@@ -559,22 +560,27 @@ class SQLiteStore:
                     )
                     if outcome is _DONE:
                         result = self._commit_inline(conn.raw, result)  # type: ignore[arg-type]
-                        await self._yield_now_and_then()
-                        return result
                 except BaseException as exc:
                     self._rollback_inline(conn)
                     if isinstance(exc, DRIVER_ERRORS):
                         raise translate(exc) from exc
                     raise
-                self._count_fallback(outcome)
-            try:
-                result = await conn.run(lambda c: _in_transaction(c, fn, self._wait_ms(conn)))
-            except DRIVER_ERRORS as exc:
-                raise translate(exc) from exc
-            self.counters["writes_thread"] += 1
-            if conn.inline:
-                self._checkpointer.note_commit(heavy=True)
-            return result
+                inline = outcome is _DONE
+                if not inline:
+                    self._count_fallback(outcome)
+            if not inline:
+                try:
+                    result = await conn.run(lambda c: _in_transaction(c, fn, self._wait_ms(conn)))
+                except DRIVER_ERRORS as exc:
+                    raise translate(exc) from exc
+                self.counters["writes_thread"] += 1
+                if conn.inline:
+                    self._checkpointer.note_commit(heavy=True)
+                return result
+        # After the lane is back: a yield while holding it would keep every queued writer
+        # waiting through the loop turns too.
+        await self._yield_now_and_then()
+        return result  # type: ignore[return-value]
 
     async def relieve_wal(self, conn: SQLiteConnection) -> bool:
         """Restart the WAL with a RESTART checkpoint on the writer thread, when it is due.
