@@ -7,6 +7,7 @@ the generated money columns of the order row, and the analytics totals as of tha
 from __future__ import annotations
 
 import asyncio
+from typing import Any
 
 import pytest
 
@@ -22,6 +23,7 @@ from tristore.flows import (
 )
 from tristore.flows.events import xadd_command
 from tristore.flows.pipeline import ORDER_COLUMNS, SELECT_ORDER_SQL
+from tristore.stores.cache import _Client
 from tristore.testing import Stores
 from tristore.testing.factories import Factory
 
@@ -182,3 +184,34 @@ async def test_a_malformed_entry_is_a_typed_error(stores: Stores) -> None:
     (event,) = await read_events(stores.cache, stream="s")
     assert event.data == {"a": 0.1 + 0.2}  # floats round-trip exactly
     assert (event.ts, event.txid, event.type) == (1.5, "abc", "t")
+
+
+async def test_stop_returns_even_if_the_readers_cancel_is_lost(
+    stores: Stores, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A cancel of the blocked XREAD can be lost on its way through redis-py (a `make test` run
+    hung for good in stop(), the reader still in XREAD). Here the first cancel is swallowed and
+    the XREAD returns nothing; stop() must still return."""
+    lost: list[bool] = []
+    original = _Client.xread
+
+    async def xread_losing_one_cancel(self: _Client, *args: Any, **kwargs: Any) -> Any:
+        try:
+            return await original(self, *args, **kwargs)
+        except asyncio.CancelledError:
+            if lost:
+                raise
+            lost.append(True)
+            asyncio.current_task().uncancel()  # type: ignore[union-attr]
+            return None
+
+    monkeypatch.setattr(_Client, "xread", xread_losing_one_cancel)
+    dashboard = Dashboard(stores.cache, block_ms=60_000)
+    await dashboard.start()
+    await asyncio.sleep(0.05)  # the reader is blocked in XREAD
+    stopping = asyncio.create_task(dashboard.stop())
+    done, _ = await asyncio.wait([stopping], timeout=10)  # waits without cancelling stop()
+    if not done:  # clean up the hung reader before failing
+        stopping.cancel()
+    assert done, "stop() did not return after the reader's cancel was lost"
+    assert lost == [True]

@@ -28,7 +28,7 @@ import statistics
 import sys
 import tempfile
 import time
-from collections.abc import Awaitable, Callable
+from collections.abc import AsyncIterator, Awaitable, Callable
 from pathlib import Path
 from typing import Any
 
@@ -85,32 +85,56 @@ async def heartbeat(beats: int = BEATS) -> list[float]:
     return sorted(lags)
 
 
-async def main(rounds: int) -> None:
-    store = SQLiteStore(store_settings(Path(tempfile.mkdtemp(prefix="tristore-lag-"))))
+async def lag_store(**sqlite: Any) -> SQLiteStore:
+    """An open store in a scratch directory, with the table the writers insert into."""
+    directory = Path(tempfile.mkdtemp(prefix="tristore-lag-"))
+    store = SQLiteStore(store_settings(directory, sqlite=sqlite))
     await store.open()
     await store.execute("CREATE TABLE IF NOT EXISTS lag (v INTEGER)")
-    written = 0
+    return store
 
-    async def writer() -> None:
-        nonlocal written
-        while True:
-            written += 1
-            await store.execute(INSERT, (written,))
+
+class Writes:
+    """Single-row write transactions back to back, in a task while ``running()`` is entered."""
+
+    def __init__(self, store: SQLiteStore) -> None:
+        self.store = store
+        self.count = 0
+
+    async def write(self, n: int = 1) -> None:
+        for _ in range(n):
+            self.count += 1
+            await self.store.execute(INSERT, (self.count,))
+
+    @contextlib.asynccontextmanager
+    async def running(self) -> AsyncIterator[None]:
+        async def forever() -> None:
+            while True:
+                await self.write()
+
+        task = asyncio.create_task(forever())
+        try:
+            yield
+        finally:
+            task.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await task
+
+
+async def main(rounds: int) -> None:
+    store = await lag_store()
+    writes = Writes(store)
 
     runs: dict[str, list[tuple[float, float, float, float]]] = {name: [] for name in VARIANTS}
     for r in range(rounds):
         for name, patch in VARIANTS.items() if r % 2 == 0 else reversed(VARIANTS.items()):
-            task = None
+            load = contextlib.nullcontext() if patch is None else writes.running()
             if patch is not None:
                 SQLiteStore.relieve_wal, SQLiteStore._yield_now_and_then = patch  # type: ignore[method-assign]
-                task = asyncio.create_task(writer())
-            before, started = written, time.perf_counter()
-            lags = await heartbeat()
-            rate = (written - before) / (time.perf_counter() - started)
-            if task is not None:
-                task.cancel()
-                with contextlib.suppress(asyncio.CancelledError):
-                    await task
+            before, started = writes.count, time.perf_counter()
+            async with load:
+                lags = await heartbeat()
+            rate = (writes.count - before) / (time.perf_counter() - started)
             runs[name].append(
                 (lags[len(lags) // 2], lags[int(len(lags) * 0.99) - 1], lags[-1], rate)
             )
@@ -121,9 +145,7 @@ async def main(rounds: int) -> None:
             timer = name == "timer yield"
             SQLiteStore._yield_now_and_then = yield_behind_due_timers if timer else current_yield  # type: ignore[method-assign]
             started = time.perf_counter()
-            for _ in range(3000):
-                written += 1
-                await store.execute(INSERT, (written,))
+            await writes.write(3000)
             per_write[name].append((time.perf_counter() - started) / 3000 * 1e6)
     SQLiteStore._yield_now_and_then = current_yield  # type: ignore[method-assign]
     print(f"{rounds} runs of {BEATS} beats per variant; restarts {store._checkpointer.restarts}")

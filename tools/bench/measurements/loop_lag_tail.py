@@ -12,20 +12,16 @@ from __future__ import annotations
 
 import asyncio
 import collections
-import contextlib
 import functools
 import sys
-import tempfile
 import time
 from collections.abc import Callable
-from pathlib import Path
 from typing import Any
 
-from loop_lag_ab import heartbeat  # this directory's A/B script: one heartbeat for both
+from loop_lag_ab import Writes, heartbeat, lag_store  # this directory's A/B script
 
 from tristore.stores import SQLiteStore
 from tristore.stores import sqlite as sqlite_module
-from tristore.testing.setup import store_settings
 
 BEATS = 3000
 SLOW_MS = 0.3
@@ -54,23 +50,11 @@ async def main(wal_bytes: int) -> None:
     SQLiteStore._commit_inline = timed("inline COMMIT", SQLiteStore._commit_inline)  # type: ignore[method-assign]
     checkpointer = sqlite_module._Checkpointer
     checkpointer.maybe_start = timed("checkpoint check", checkpointer.maybe_start)  # type: ignore[method-assign]
-    directory = Path(tempfile.mkdtemp(prefix="tristore-lag-tail-"))
-    store = SQLiteStore(store_settings(directory, sqlite={"checkpoint_wal_bytes": wal_bytes}))
-    await store.open()
-    await store.execute("CREATE TABLE IF NOT EXISTS lag (v INTEGER)")
-    written = 0
-
-    async def writer() -> None:
-        nonlocal written
-        while True:
-            written += 1
-            await store.execute("INSERT INTO lag (v) VALUES (?)", (written,))
-
-    task = asyncio.create_task(writer())
-    lags = await heartbeat(BEATS)
-    task.cancel()
-    with contextlib.suppress(asyncio.CancelledError):
-        await task
+    store = await lag_store(checkpoint_wal_bytes=wal_bytes)
+    writes = Writes(store)
+    async with writes.running():
+        lags = await heartbeat(BEATS)
+    written = writes.count
     late = sum(lag > 0.5 for lag in lags)
     p50, p99 = lags[BEATS // 2], lags[int(BEATS * 0.99) - 1]
     print(f"checkpoint_wal_bytes {wal_bytes}: p50 {p50:.3f} p99 {p99:.3f} max {lags[-1]:.3f} ms,")

@@ -16,17 +16,15 @@ import asyncio
 import contextlib
 import statistics
 import sys
-import tempfile
 import time
 from collections.abc import Awaitable, Callable
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).parent))
 
-from loop_lag_ab import INSERT, heartbeat
+from loop_lag_ab import Writes, heartbeat, lag_store
 
 from tristore.stores import SQLiteStore
-from tristore.testing.setup import store_settings
 
 Yield = Callable[[SQLiteStore], Awaitable[None]]
 
@@ -51,31 +49,18 @@ VARIANTS: dict[str, Yield | None] = {
 
 
 async def main(rounds: int) -> None:
-    store = SQLiteStore(store_settings(Path(tempfile.mkdtemp(prefix="tristore-lag-"))))
-    await store.open()
-    await store.execute("CREATE TABLE IF NOT EXISTS lag (v INTEGER)")
-    written = 0
-
-    async def writer() -> None:
-        nonlocal written
-        while True:
-            written += 1
-            await store.execute(INSERT, (written,))
-
+    store = await lag_store()
+    writes = Writes(store)
     runs: dict[str, list[tuple[float, float, float, float]]] = {name: [] for name in VARIANTS}
     for r in range(rounds):
         for name, variant in VARIANTS.items() if r % 2 == 0 else reversed(VARIANTS.items()):
-            task = None
+            load = contextlib.nullcontext() if variant is None else writes.running()
             if variant is not None:
                 SQLiteStore._yield_now_and_then = variant  # type: ignore[method-assign]
-                task = asyncio.create_task(writer())
-            before, started = written, time.perf_counter()
-            lags = await heartbeat()
-            rate = (written - before) / (time.perf_counter() - started)
-            if task is not None:
-                task.cancel()
-                with contextlib.suppress(asyncio.CancelledError):
-                    await task
+            before, started = writes.count, time.perf_counter()
+            async with load:
+                lags = await heartbeat()
+            rate = (writes.count - before) / (time.perf_counter() - started)
             p99 = lags[int(len(lags) * 0.99) - 1]
             runs[name].append((lags[len(lags) // 2], p99, lags[-1], rate))
     per_write: dict[str, list[float]] = {name: [] for name, v in VARIANTS.items() if v}
@@ -84,9 +69,7 @@ async def main(rounds: int) -> None:
         for name in names if r % 2 == 0 else reversed(names):
             SQLiteStore._yield_now_and_then = VARIANTS[name]  # type: ignore[method-assign,assignment]
             started = time.perf_counter()
-            for _ in range(3000):
-                written += 1
-                await store.execute(INSERT, (written,))
+            await writes.write(3000)
             per_write[name].append((time.perf_counter() - started) / 3000 * 1e6)
     print(f"{rounds} runs of 400 beats per variant")
     header = ("p50 ms", "p99 ms", "max ms", "writes/s", "us/write")
