@@ -35,7 +35,7 @@ import logging
 import sqlite3
 import time
 from collections import deque
-from collections.abc import Callable, Coroutine, Sequence
+from collections.abc import Awaitable, Callable, Coroutine, Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -329,8 +329,9 @@ class Coordinator:
         """Stage into the open batch from the caller's task, if the graph lock is free.
 
         A batch is open when commits queue, and then the protocol's new task waits its turn
-        behind everything else the loop has to run (~130 us with 25 clients): staging first
-        lets the Kuzu thread work meanwhile. Anything unusual goes the protocol's own way.
+        behind everything else the loop has to run (~170 us with 25 clients,
+        tools/bench/measurements/coordinated-cycle.txt): staging first lets the Kuzu thread work
+        meanwhile. Anything unusual goes the protocol's own way.
         """
         batch = self._batch
         if (
@@ -387,14 +388,18 @@ class Coordinator:
                 self._count("pending_after_commit")
         await tx.run_hooks(tx.commit_hooks)
 
-    async def _commit_with_marks(self, tx: TxState, intent: Intent | None) -> None:
-        """The SQLite commit, carrying the "applied" marks held in memory (restored on failure)."""
+    async def _with_marks(self, commit: Callable[[list[Mark]], Awaitable[None]]) -> None:
+        """``commit`` carries the "applied" marks held in memory; restored if it fails."""
         marks, self._done = self._done, []
         try:
-            await self._commit_sqlite(tx, intent, marks)
+            await commit(marks)
         except BaseException:
-            self._done[:0] = marks
+            self._done[:0] = marks  # SQLite rolled back: the marks are still to be written
             raise
+
+    async def _commit_with_marks(self, tx: TxState, intent: Intent | None) -> None:
+        """The SQLite commit of a transaction without graph work."""
+        await self._with_marks(lambda marks: self._commit_sqlite(tx, intent, marks))
 
     # -- the graph batch --------------------------------------------------------------------
     async def _stage_and_commit(
@@ -408,28 +413,31 @@ class Coordinator:
         """
         if started is None:
             await self._graph_lock.acquire()
-        try:
-            if started is None:
-                batch = self._batch
-                if batch is None:
-                    batch = self._batch = await self._open_batch()
-                try:
-                    staging = self._start_stage(batch, intent)
-                except BaseException:
-                    await self._end_batch(batch, rollback=False)
-                    raise
-            else:
-                batch, staging = started
-            marks, self._done = self._done, []
             try:
-                await self._stage_logging(tx, batch, staging, intent, marks)
+                started = await self._stage_in_batch(intent)
             except BaseException:
-                self._done[:0] = marks  # SQLite rolled back: the marks are still to be written
+                self._graph_lock.release()
                 raise
+        batch, staging = started
+        try:
+            await self._with_marks(
+                lambda marks: self._stage_logging(tx, batch, staging, intent, marks)
+            )
             batch.members.append(intent)
             return batch
         finally:
             self._graph_lock.release()
+
+    async def _stage_in_batch(self, intent: Intent) -> _Started:
+        """Open a batch if none is, and hand the stage to the Kuzu thread (graph lock held)."""
+        batch = self._batch
+        if batch is None:
+            batch = self._batch = await self._open_batch()
+        try:
+            return batch, self._start_stage(batch, intent)
+        except BaseException:
+            await self._end_batch(batch, rollback=False)
+            raise
 
     async def _stage_logging(
         self,

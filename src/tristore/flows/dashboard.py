@@ -70,7 +70,6 @@ class Dashboard:
         self.errors = 0
         self.last_id = "0-0"
         self._task: asyncio.Task[None] | None = None
-        self._stopping = False  # the reader leaves at its next reply even if a cancel is lost
         self._checks: set[asyncio.Task[None]] = set()
         self._new = asyncio.Event()  # set on every kept event: wakes wait_for()
 
@@ -90,10 +89,10 @@ class Dashboard:
     async def stop(self) -> None:
         task, self._task = self._task, None
         if task is not None:
-            self._stopping = True
             # Cancelled until it is done: a cancel of the blocked XREAD can be lost on its way
             # through redis-py (a make test run hung here for good, the reader still in XREAD
-            # at teardown), and the reader also leaves at its next reply once _stopping is set.
+            # at teardown), and the reader also leaves at its next reply, as it is no longer
+            # self._task.
             try:
                 while not task.done():
                     task.cancel()
@@ -121,10 +120,11 @@ class Dashboard:
 
     # -- reading ----------------------------------------------------------------------------
     async def _run(self) -> None:
-        while not self._stopping:
+        me = asyncio.current_task()
+        while self._task is me:  # stop() (or a restart) replaces it
             try:
                 async with self.cache.client() as conn:
-                    while not self._stopping:
+                    while self._task is me:
                         reply = await conn.xread(
                             {self.stream: self.last_id}, count=500, block=self.block_ms
                         )

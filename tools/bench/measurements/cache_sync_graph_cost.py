@@ -14,11 +14,11 @@ from __future__ import annotations
 
 import atexit
 import collections
-import functools
 import sys
 import time
-from collections.abc import Callable
 from typing import Any
+
+from timing import timed
 
 from tristore.cli import main
 from tristore.coordinator import core, graph_apply
@@ -35,20 +35,6 @@ def execute(conn: Any, cypher: str, params: Any) -> Any:
         samples[" ".join(cypher.split())[:44]].append(time.perf_counter() - started)
 
 
-def timed(name: str) -> None:
-    original: Callable[..., Any] = getattr(core, name)
-
-    @functools.wraps(original)
-    def wrapper(*args: Any, **kwargs: Any) -> Any:
-        started = time.perf_counter()
-        try:
-            return original(*args, **kwargs)
-        finally:
-            samples[name].append(time.perf_counter() - started)
-
-    setattr(core, name, wrapper)
-
-
 def report() -> None:
     print("\nKuzu writer thread (us):", file=sys.stderr)
     for name, values in samples.items():
@@ -58,8 +44,8 @@ def report() -> None:
 
 
 graph_apply._prepared.execute = execute  # type: ignore[method-assign]
-timed("stage_graph")
-timed("commit_graph")
+timed(core, "stage_graph", samples)
+timed(core, "commit_graph", samples)
 atexit.register(report)
 
 if __name__ == "__main__":

@@ -19,18 +19,18 @@ import itertools
 import statistics
 import sys
 import time
-from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[3]))
 
 from benchmarks.coordinated import CoordinatedWrites, _concurrent, _p99_ms
+from timing import timed
 
 from tristore.coordinator import core, transaction, txstate
 
 events: list[tuple[str, float]] = []
-thread_time: dict[str, list[float]] = collections.defaultdict(list)
+thread_time: dict[str, list[float]] = {}
 batch_sizes: collections.Counter[int] = collections.Counter()
 
 
@@ -50,27 +50,13 @@ def stamp(cls: Any, name: str, before: str | None, after: str | None) -> None:
     setattr(cls, name, wrapper)
 
 
-def timed(module: Any, name: str) -> None:
-    original: Callable[..., Any] = getattr(module, name)
-
-    @functools.wraps(original)
-    def wrapper(*args: Any, **kwargs: Any) -> Any:
-        started = time.perf_counter()
-        try:
-            return original(*args, **kwargs)
-        finally:
-            thread_time[name].append(time.perf_counter() - started)
-
-    setattr(module, name, wrapper)
-
-
 stamp(txstate.TxState, "take_lane", None, "lane taken")
 stamp(transaction.Transaction, "__aexit__", "body done", None)
 stamp(core.Coordinator, "_commit_protocol", "protocol task runs", None)
 stamp(core.Coordinator, "_stage_logging", "graph lock held", "SQLite committed")
 stamp(txstate.TxState, "release_lane", "lane released", None)
-timed(core, "stage_graph")
-timed(core, "commit_graph")
+timed(core, "stage_graph", thread_time)
+timed(core, "commit_graph", thread_time)
 original_commit_batch = core.Coordinator._commit_batch
 
 
@@ -110,7 +96,8 @@ def main(runs: int) -> None:
     bench.setup()
     try:
         events.clear()
-        thread_time.clear()
+        for samples in thread_time.values():
+            samples.clear()
         batch_sizes.clear()
         rates, p99s = [], []
         started = time.perf_counter()

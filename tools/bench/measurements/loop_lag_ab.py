@@ -28,9 +28,9 @@ import statistics
 import sys
 import tempfile
 import time
-from collections.abc import AsyncIterator, Awaitable, Callable
+from collections.abc import AsyncIterator, Awaitable, Callable, Mapping
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 
 from tristore.stores import SQLiteStore
 from tristore.stores import sqlite as sqlite_module
@@ -121,16 +121,24 @@ class Writes:
                 await task
 
 
-async def main(rounds: int) -> None:
-    store = await lag_store()
-    writes = Writes(store)
+V = TypeVar("V")
+Run = tuple[float, float, float, float]  # a heartbeat run's p50, p99, max (ms) and writes/s
 
-    runs: dict[str, list[tuple[float, float, float, float]]] = {name: [] for name in VARIANTS}
+
+async def heartbeat_runs(
+    writes: Writes,
+    variants: Mapping[str, V | None],
+    install: Callable[[V], None],
+    rounds: int,
+) -> dict[str, list[Run]]:
+    """Each variant's heartbeat runs under back-to-back writes (None: no writes, the idle
+    floor), the variants alternated forward and reverse over ``rounds``."""
+    runs: dict[str, list[Run]] = {name: [] for name in variants}
     for r in range(rounds):
-        for name, patch in VARIANTS.items() if r % 2 == 0 else reversed(VARIANTS.items()):
-            load = contextlib.nullcontext() if patch is None else writes.running()
-            if patch is not None:
-                SQLiteStore.relieve_wal, SQLiteStore._yield_now_and_then = patch  # type: ignore[method-assign]
+        for name, variant in variants.items() if r % 2 == 0 else reversed(variants.items()):
+            load = contextlib.nullcontext() if variant is None else writes.running()
+            if variant is not None:
+                install(variant)
             before, started = writes.count, time.perf_counter()
             async with load:
                 lags = await heartbeat()
@@ -138,24 +146,52 @@ async def main(rounds: int) -> None:
             runs[name].append(
                 (lags[len(lags) // 2], lags[int(len(lags) * 0.99) - 1], lags[-1], rate)
             )
-    SQLiteStore.relieve_wal, SQLiteStore._yield_now_and_then = current_relieve, current_yield  # type: ignore[method-assign]
-    per_write: dict[str, list[float]] = {"sleep(0), now": [], "timer yield": []}
-    for r in range(30):
-        for name in per_write if r % 2 == 0 else reversed(per_write):
-            timer = name == "timer yield"
-            SQLiteStore._yield_now_and_then = yield_behind_due_timers if timer else current_yield  # type: ignore[method-assign]
+    return runs
+
+
+async def per_write_us(
+    writes: Writes, variants: Mapping[str, V], install: Callable[[V], None], batches: int
+) -> dict[str, float]:
+    """Median microseconds per back-to-back write (3000 a batch) of each variant, alternated."""
+    costs: dict[str, list[float]] = {name: [] for name in variants}
+    for r in range(batches):
+        for name, variant in variants.items() if r % 2 == 0 else reversed(variants.items()):
+            install(variant)
             started = time.perf_counter()
             await writes.write(3000)
-            per_write[name].append((time.perf_counter() - started) / 3000 * 1e6)
-    SQLiteStore._yield_now_and_then = current_yield  # type: ignore[method-assign]
+            costs[name].append((time.perf_counter() - started) / 3000 * 1e6)
+    return {name: statistics.median(values) for name, values in costs.items()}
+
+
+def summary(runs: list[Run]) -> Run:
+    """Medians over runs of p50, p99 and writes/s; the largest max."""
+    return (
+        statistics.median(r[0] for r in runs),
+        statistics.median(r[1] for r in runs),
+        max(r[2] for r in runs),
+        statistics.median(r[3] for r in runs),
+    )
+
+
+def install_patch(patch: Patch) -> None:
+    SQLiteStore.relieve_wal, SQLiteStore._yield_now_and_then = patch  # type: ignore[method-assign]
+
+
+async def main(rounds: int) -> None:
+    store = await lag_store()
+    writes = Writes(store)
+    runs = await heartbeat_runs(writes, VARIANTS, install_patch, rounds)
+    yields = {
+        "sleep(0), now": (current_relieve, current_yield),
+        "timer yield": (current_relieve, yield_behind_due_timers),
+    }
+    now, timer = (await per_write_us(writes, yields, install_patch, 30)).values()
+    install_patch((current_relieve, current_yield))
     print(f"{rounds} runs of {BEATS} beats per variant; restarts {store._checkpointer.restarts}")
     print(f"{'variant':24s} {'p50 ms':>7s} {'p99 ms':>7s} {'max ms':>7s} {'writes/s':>9s}")
     for name, values in runs.items():
-        p50, p99 = (statistics.median(v[i] for v in values) for i in (0, 1))
-        worst = max(v[2] for v in values)
-        rate = statistics.median(v[3] for v in values)
+        p50, p99, worst, rate = summary(values)
         print(f"{name:24s} {p50:7.3f} {p99:7.3f} {worst:7.3f} {rate:9.0f}")
-    now, timer = (statistics.median(v) for v in per_write.values())
     print(f"back to back, us per write: sleep(0) {now:.2f}, timer yield {timer:.2f}", end=" ")
     print(f"(x{timer / now:.3f})")
     await store.close()

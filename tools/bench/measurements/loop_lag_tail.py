@@ -11,45 +11,23 @@ WAL size that starts a checkpoint (4 GiB: none in the run; 4194304: the default)
 from __future__ import annotations
 
 import asyncio
-import collections
-import functools
 import sys
-import time
-from collections.abc import Callable
-from typing import Any
 
 from loop_lag_ab import Writes, heartbeat, lag_store  # this directory's A/B script
+from timing import timed
 
 from tristore.stores import SQLiteStore
 from tristore.stores import sqlite as sqlite_module
 
 BEATS = 3000
 SLOW_MS = 0.3
-calls: collections.Counter[str] = collections.Counter()
-slow: collections.Counter[str] = collections.Counter()
-worst: dict[str, float] = collections.defaultdict(float)
-
-
-def timed(name: str, fn: Callable[..., Any]) -> Callable[..., Any]:
-    @functools.wraps(fn)
-    def wrapper(*args: Any, **kwargs: Any) -> Any:
-        start = time.perf_counter()
-        try:
-            return fn(*args, **kwargs)
-        finally:
-            ms = (time.perf_counter() - start) * 1000
-            calls[name] += 1
-            worst[name] = max(worst[name], ms)
-            slow[name] += ms > SLOW_MS
-
-    return wrapper
+samples: dict[str, list[float]] = {}
 
 
 async def main(wal_bytes: int) -> None:
-    sqlite_module._run_inline = timed("inline transaction", sqlite_module._run_inline)  # type: ignore[assignment]
-    SQLiteStore._commit_inline = timed("inline COMMIT", SQLiteStore._commit_inline)  # type: ignore[method-assign]
-    checkpointer = sqlite_module._Checkpointer
-    checkpointer.maybe_start = timed("checkpoint check", checkpointer.maybe_start)  # type: ignore[method-assign]
+    timed(sqlite_module, "_run_inline", samples, "inline transaction")
+    timed(SQLiteStore, "_commit_inline", samples, "inline COMMIT")
+    timed(sqlite_module._Checkpointer, "maybe_start", samples, "checkpoint check")
     store = await lag_store(checkpoint_wal_bytes=wal_bytes)
     writes = Writes(store)
     async with writes.running():
@@ -60,8 +38,10 @@ async def main(wal_bytes: int) -> None:
     print(f"checkpoint_wal_bytes {wal_bytes}: p50 {p50:.3f} p99 {p99:.3f} max {lags[-1]:.3f} ms,")
     print(f"  {late} of {BEATS} beats over 0.5 ms; {written} writes,", end=" ")
     print(f"{store._checkpointer.restarts} restarts, {store._checkpointer.runs} PASSIVE copies")
-    for name, n in calls.items():
-        print(f"  {name}: {n} calls, {slow[name]} over {SLOW_MS} ms, worst {worst[name]:.3f} ms")
+    for name, seconds in samples.items():
+        slow = sum(s * 1000 > SLOW_MS for s in seconds)
+        worst = max(seconds, default=0.0) * 1000
+        print(f"  {name}: {len(seconds)} calls, {slow} over {SLOW_MS} ms, worst {worst:.3f} ms")
     await store.close()
 
 

@@ -13,8 +13,6 @@ Run from the repository root:
 from __future__ import annotations
 
 import asyncio
-import contextlib
-import statistics
 import sys
 import time
 from collections.abc import Awaitable, Callable
@@ -22,7 +20,7 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).parent))
 
-from loop_lag_ab import Writes, heartbeat, lag_store
+from loop_lag_ab import Writes, heartbeat_runs, lag_store, per_write_us, summary
 
 from tristore.stores import SQLiteStore
 
@@ -48,37 +46,22 @@ VARIANTS: dict[str, Yield | None] = {
 }
 
 
+def install(variant: Yield) -> None:
+    SQLiteStore._yield_now_and_then = variant  # type: ignore[method-assign]
+
+
 async def main(rounds: int) -> None:
     store = await lag_store()
     writes = Writes(store)
-    runs: dict[str, list[tuple[float, float, float, float]]] = {name: [] for name in VARIANTS}
-    for r in range(rounds):
-        for name, variant in VARIANTS.items() if r % 2 == 0 else reversed(VARIANTS.items()):
-            load = contextlib.nullcontext() if variant is None else writes.running()
-            if variant is not None:
-                SQLiteStore._yield_now_and_then = variant  # type: ignore[method-assign]
-            before, started = writes.count, time.perf_counter()
-            async with load:
-                lags = await heartbeat()
-            rate = (writes.count - before) / (time.perf_counter() - started)
-            p99 = lags[int(len(lags) * 0.99) - 1]
-            runs[name].append((lags[len(lags) // 2], p99, lags[-1], rate))
-    per_write: dict[str, list[float]] = {name: [] for name, v in VARIANTS.items() if v}
-    names = list(per_write)
-    for r in range(20):
-        for name in names if r % 2 == 0 else reversed(names):
-            SQLiteStore._yield_now_and_then = VARIANTS[name]  # type: ignore[method-assign,assignment]
-            started = time.perf_counter()
-            await writes.write(3000)
-            per_write[name].append((time.perf_counter() - started) / 3000 * 1e6)
+    runs = await heartbeat_runs(writes, VARIANTS, install, rounds)
+    writing = {name: v for name, v in VARIANTS.items() if v is not None}
+    costs = await per_write_us(writes, writing, install, 20)
     print(f"{rounds} runs of 400 beats per variant")
     header = ("p50 ms", "p99 ms", "max ms", "writes/s", "us/write")
     print(f"{'variant':22s} " + " ".join(f"{h:>8s}" for h in header))
     for name, values in runs.items():
-        p50, p99 = (statistics.median(v[i] for v in values) for i in (0, 1))
-        worst = max(v[2] for v in values)
-        rate = statistics.median(v[3] for v in values)
-        cost = statistics.median(per_write[name]) if name in per_write else float("nan")
+        p50, p99, worst, rate = summary(values)
+        cost = costs.get(name, float("nan"))
         print(f"{name:22s} {p50:8.3f} {p99:8.3f} {worst:8.3f} {rate:8.0f} {cost:8.2f}")
     await store.close()
 
