@@ -9,13 +9,18 @@ A connection is always in exactly one of these places::
 
     connecting ─► idle ─► in use ─► resetting ─► handed to the oldest waiter, else idle
         │          │        │           │
-        └──────────┴────────┴───────────┴─► discarded (closed in a background task)
+        └──────────┴────────┴───────────┴─► closing (a background task) ─► gone
 
 ("handed to a waiter" is a state of its own: the waiter's future holds the connection until the
 waiting task runs; if that task was cancelled meanwhile, the connection is passed on.)
 
-``pool_size`` (``_nconns``) counts all of them except the discarded ones, including connections
-still being created, which is what keeps the pool from ever exceeding ``max_size``.
+``pool_size`` (``_nconns``) counts every one of them but "gone": a slot is taken before
+``connect()`` starts and given back only once the connection's ``close()`` has returned (or the
+connect failed, or was cancelled, even before it began to run). A discarded connection is still
+open at the store while it closes, so its replacement waits for that close, as in asyncpg (a
+holder closes its connection before connecting again) and psycopg_pool (the close is awaited
+before a replacement is added). That is what keeps the connections open at the store within
+``max_size``, not merely the ones the pool can hand out.
 
 Waiting requests are futures in a FIFO deque. A returned or freshly created connection is handed
 *directly* to the oldest live waiter (``_deliver``), never parked in ``idle`` where a newcomer on
@@ -41,7 +46,6 @@ import math
 import random
 import warnings
 from collections import deque
-from collections.abc import Coroutine
 from dataclasses import dataclass
 from time import monotonic
 from types import TracebackType
@@ -302,9 +306,14 @@ class Pool(Generic[C]):
         # until it comes back, so that its late return is quiet rather than refused as foreign.
         self._holders: dict[int, _Holder[C]] = {}
         self._waiting: deque[asyncio.Future[_Holder[C]]] = deque()  # FIFO of pending requests
-        self._nconns = 0  # pool_size: every live connection, including ones being created
+        # pool_size: every slot taken, by a connection being created, idle, in use or closing
+        self._nconns = 0
         self._connecting = 0
+        self._closing = 0  # discarded connections whose close() has not returned yet
         self._connects: set[asyncio.Task[BaseException | None]] = set()
+        # Connect tasks that have not taken their first step: cancelled then (by close() or a
+        # failed open()), their body never runs, so their done callback gives the slot back.
+        self._unstarted: set[asyncio.Task[BaseException | None]] = set()
         self._tasks: set[asyncio.Task[None]] = set()  # background closes
 
         # Counters (psycopg_pool names in stats()); durations accumulate in seconds.
@@ -314,8 +323,8 @@ class Pool(Generic[C]):
         self._requests_wait_s = 0.0
         self._requests_errors = 0
         self._requests_cancelled = 0
-        self._connections_num = 0
-        self._connections_s = 0.0
+        self._connections_num = 0  # connect attempts, failed ones included (as psycopg_pool)
+        self._connections_s = 0.0  # time spent in connect attempts, failed ones included
         self._connections_errors = 0
         self._connections_lost = 0
         self._connections_discarded = 0
@@ -356,7 +365,7 @@ class Pool(Generic[C]):
 
     @property
     def size(self) -> int:
-        """Open connections: idle + in use + being created."""
+        """Slots taken: connections being created, idle, in use, or discarded and still closing."""
         return self._nconns
 
     def __del__(self, _warn: Any = warnings.warn) -> None:
@@ -419,7 +428,8 @@ class Pool(Generic[C]):
 
         New requests and queued ones fail with :class:`PoolClosed`. Idle connections are closed
         at once; checked-out ones are closed when returned, or forcibly after ``timeout``
-        seconds (default ``config.close_timeout``).
+        seconds (default ``config.close_timeout``). Returns once every connection's ``close()``
+        has returned (each is bounded by ``config.close_timeout``).
         """
         if self._close_done is not None:  # a close is under way or done: wait for it
             await asyncio.shield(self._close_done)
@@ -445,11 +455,11 @@ class Pool(Generic[C]):
             await asyncio.gather(*self._connects, return_exceptions=True)
             while self._idle:
                 self._discard(self._idle.pop(), count=False)
-            if self._nconns > 0:
+            if self._nconns > 0:  # checked out, or closing: _slot_freed() says when none is left
                 self._drained = self._loop.create_future()
                 await asyncio.wait([self._drained], timeout=_finite(timeout))
-                if self._nconns > 0:
-                    in_use = self._in_use()
+                in_use = self._in_use()
+                if in_use:
                     logger.warning(
                         "pool %r: %d connection(s) still in use after %gs; closing them",
                         self._name,
@@ -690,7 +700,9 @@ class Pool(Generic[C]):
             self._closed  # closed while resetting
             or holder.uses >= self._max_uses
             or holder.idle_since >= holder.deadline
-            or self._nconns > self._max_size  # after resize() down
+            # After resize() down. Slots held by closing connections do not count: the first
+            # test alone (the one the common case pays) keeps the return path as it was.
+            or (self._nconns > self._max_size and self._nconns - self._closing > self._max_size)
         ):
             self._discard(holder, count=not self._closed)
         elif self._waiting:
@@ -714,7 +726,11 @@ class Pool(Generic[C]):
         self._idle.append(holder)
 
     def _discard(self, holder: _Holder[C], *, count: bool = True) -> asyncio.Task[None] | None:
-        """Take a connection out of the pool and close it in the background."""
+        """Take a connection out of the pool and close it in the background.
+
+        Its slot stays taken until the close has returned (``_close_finished``): the connection
+        is open at the store until then, so a replacement started now could exceed max_size.
+        """
         if holder.closed:
             return None
         holder.closed = True
@@ -722,12 +738,22 @@ class Pool(Generic[C]):
             holder.in_use = False
         else:
             self._forget(holder)
-        self._nconns -= 1
+        self._closing += 1
         if count:
             self._connections_discarded += 1
-        task = self._spawn(self._close_conn(holder.conn))
-        self._slot_freed()
+        assert self._loop is not None
+        task = self._loop.create_task(self._close_conn(holder.conn))
+        self._tasks.add(task)  # keep a reference: the loop only holds weak ones
+        task.add_done_callback(self._close_finished)
         return task
+
+    def _close_finished(self, task: asyncio.Task[None]) -> None:
+        """A discarded connection is closed (or its close failed, timed out, was cancelled, even
+        before it began): give its slot back."""
+        self._tasks.discard(task)
+        self._closing -= 1
+        self._nconns -= 1
+        self._slot_freed()
 
     def _forget(self, holder: _Holder[C]) -> None:
         self._holders.pop(id(holder.conn), None)
@@ -764,11 +790,27 @@ class Pool(Generic[C]):
         assert self._loop is not None
         task = self._loop.create_task(self._connect())
         self._connects.add(task)
-        task.add_done_callback(self._connects.discard)
+        self._unstarted.add(task)
+        task.add_done_callback(self._connect_finished)
         return task
+
+    def _connect_finished(self, task: asyncio.Task[BaseException | None]) -> None:
+        self._connects.discard(task)
+        if task in self._unstarted:
+            # Cancelled before its first step: the coroutine's body, and with it the clean-up
+            # in _connect, never ran. Without this the slot would stay taken for good, and
+            # close() would wait out its whole timeout for it.
+            self._unstarted.discard(task)
+            self._connecting -= 1
+            self._nconns -= 1
+            self._slot_freed()
 
     async def _connect(self) -> BaseException | None:
         """Make one connection for the pool; return the error (already dealt with) if any."""
+        task = asyncio.current_task()
+        if task is not None:
+            self._unstarted.discard(task)
+        self._connections_num += 1  # an attempt, as psycopg_pool counts connections_num
         start = monotonic()
         try:
             try:
@@ -802,7 +844,6 @@ class Pool(Generic[C]):
             self._nconns -= 1
             self._slot_freed()
             raise
-        self._connections_num += 1
         now = monotonic()
         lifetime = self._config.max_lifetime * (
             1.0 - self._config.lifetime_jitter * random.random()
@@ -831,13 +872,6 @@ class Pool(Generic[C]):
         except Exception as exc:
             logger.debug("pool %r: error closing a connection (ignored): %r", self._name, exc)
 
-    def _spawn(self, coro: Coroutine[Any, Any, None]) -> asyncio.Task[None]:
-        assert self._loop is not None
-        task = self._loop.create_task(coro)
-        self._tasks.add(task)  # keep a reference: the loop only holds weak ones
-        task.add_done_callback(self._tasks.discard)
-        return task
-
     def _closed_error(self) -> PoolClosed:
         if self._state == "new":
             return PoolClosed(
@@ -860,16 +894,15 @@ class Pool(Generic[C]):
                 "discarded": 0,
                 "error": self._closed_error().args[0],
             }
-        made, failed = self._connections_num, self._connections_errors
+        attempts, failed = self._connections_num, self._connections_errors
         # Take the idle connections out while they are pinged, so nobody is handed one mid-ping.
         holders = list(self._idle)
         self._idle.clear()
-        discarded = 0
+        closes: list[asyncio.Task[None]] = []
         now = monotonic()
         for holder in holders:
             if holder.uses >= self._max_uses or now >= holder.deadline:
-                self._discard(holder)  # due for recycling anyway: no point pinging it
-                discarded += 1
+                self._discard_into(closes, holder)  # due for recycling: no point pinging it
         pinged = [h for h in holders if not h.closed]
         try:
             outcomes = await asyncio.gather(
@@ -886,20 +919,31 @@ class Pool(Generic[C]):
                 self._deliver(holder)
             else:
                 self._connections_lost += 1
-                self._discard(holder)
-                discarded += 1
+                self._discard_into(closes, holder)
                 ping_errors.append(f"[{self._connector.store}] health check failed: {outcome!r}")
+        if closes:
+            # A discarded connection keeps its slot until it is closed; the replacements for
+            # min_size start as the closes finish (_close_finished). asyncio.wait, unlike
+            # gather, does not cancel the closes if this check is cancelled.
+            await asyncio.wait(closes)
+        if self._closed:
+            return {
+                "ok": False,
+                "checked": len(holders),
+                "discarded": len(closes),
+                "error": self._closed_error().args[0],
+            }
         for _ in range(self._min_size - self._nconns):
             self._start_connect()
         if self._nconns == 0:
             # An empty pool (min_size 0) has nothing to ping: probe with one connection, which
             # then stays idle. A pool whose connections are all in use is taken to be healthy.
             self._start_connect()
-        # Wait for every connect under way, including the replacements _discard() started:
+        # Wait for every connect under way, including the replacements for the discarded ones:
         # whether they worked says whether the store is reachable right now.
         await asyncio.gather(*self._connects, return_exceptions=True)
-        made = self._connections_num - made
         failed = self._connections_errors - failed
+        made = self._connections_num - attempts - failed
         error: str | None = None
         if failed:
             error = self._last_connect_error
@@ -908,9 +952,14 @@ class Pool(Generic[C]):
         return {
             "ok": error is None,
             "checked": len(holders),
-            "discarded": discarded,
+            "discarded": len(closes),
             "error": error,
         }
+
+    def _discard_into(self, tasks: list[asyncio.Task[None]], holder: _Holder[C]) -> None:
+        task = self._discard(holder)
+        if task is not None:
+            tasks.append(task)
 
     async def _ping_only(self, holder: _Holder[C]) -> None:
         async with asyncio.timeout(_finite(self._config.connect_timeout)):
@@ -937,7 +986,7 @@ class Pool(Generic[C]):
         if self._closed:
             return
         tasks = []
-        while self._nconns > max_size and self._idle:
+        while self._nconns - self._closing > max_size and self._idle:
             task = self._discard(self._idle.popleft())
             if task is not None:
                 tasks.append(task)
@@ -958,7 +1007,7 @@ class Pool(Generic[C]):
         max_idle = self._config.max_idle
         tasks = []
         idle = self._idle
-        while idle and self._nconns > self._min_size:
+        while idle and self._nconns - self._closing > self._min_size:
             if not force and now - idle[0].idle_since < max_idle:
                 break
             task = self._discard(idle.popleft())
@@ -968,7 +1017,13 @@ class Pool(Generic[C]):
         return len(tasks)
 
     def stats(self) -> dict[str, int | float]:
-        """psycopg_pool's metric set, plus reuse and discard counters. Times are in ms."""
+        """psycopg_pool's metric set, plus reuse and discard counters. Times are in ms.
+
+        As in psycopg_pool, ``connections_num`` counts connection *attempts*, failed ones
+        included (``connections_errors`` of them failed), and ``connections_ms`` is the time
+        all of them took; ``pool_size`` counts connections being made, idle, in use, and
+        discarded ones until their close has returned (they are still open at the store).
+        """
         checkouts = self._checkouts
         reused = checkouts - self._fresh
         return {
