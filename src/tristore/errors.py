@@ -27,6 +27,18 @@ class StoreUnavailable(StoreError):
     """The store cannot be reached or started (dead server, missing binary, locked file)."""
 
 
+class StoreFull(StoreUnavailable):
+    """The store is out of room (a full disk, or a size cap): nothing of the failed operation
+    was kept, and it can succeed once space is freed."""
+
+
+class TransactionConflict(StoreError):
+    """Another writer changed what a transaction had already read: nothing of it was kept.
+
+    Not a fault of the query: the same transaction may be retried from its start.
+    """
+
+
 class QueryError(StoreError):
     """The store refused a query: a syntax error, a constraint, a wrong-typed parameter."""
 
