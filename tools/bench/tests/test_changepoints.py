@@ -7,7 +7,13 @@ import pytest
 from asv.step_detect import detect_regressions
 from asv.step_detect import detect_steps as asv_detect_steps
 
-from tristore_bench.changepoints import MIN_SEGMENT, change_points, detect_steps
+from tristore_bench.changepoints import (
+    MIN_SEGMENT,
+    change_points,
+    count_change_points,
+    detect_steps,
+)
+from tristore_bench.counts import flag_tolerance
 
 # The pool checkout / asyncio.Queue ratio as published from results/ (33 library commits, a real
 # -14% at bcf2568 on the 17th), then a hold-out commit that made the pool's return path ~11%
@@ -53,11 +59,76 @@ def test_docs_only_commits_before_the_step_are_not_flagged() -> None:
     assert _regressions(before, POOL_RATIO_THRESHOLD) == []
 
 
+def _count_regressions(values: list[float], spread: float = 0.0) -> list:
+    steps = detect_steps(values, count_tolerance=flag_tolerance(spread))
+    return detect_regressions(steps, COUNT_THRESHOLD)[2] or []
+
+
 def test_an_exact_count_steps_at_the_commit_even_with_one_point() -> None:
-    found = _regressions(POOL_COUNT, COUNT_THRESHOLD)
+    found = _count_regressions(POOL_COUNT)
     assert [(before, after) for before, after, *_ in found] == [(33, 34), (35, 36)]
     # The 4-instruction alternation is not a step.
-    assert not [b for b in change_points(POOL_COUNT) if 14 < b < 34]
+    tolerance = flag_tolerance(0.0)
+    assert not [b for b in count_change_points(POOL_COUNT, tolerance) if 14 < b < 34]
+
+
+# instructions.SQLiteWrite as the issue measured it: a history of real small steps (each a few
+# hundred instructions, the largest 0.6%), which a history-spread rule reads as noise; then main,
+# a docs-only commit, +7.7% in SQLiteStore.execute, and one more docs-only commit.
+SQLITE_HISTORY = [
+    207209.5, 207328.7, 206530.4, 207412.6, 206204.1, 205960.3, 206870.2, 205731.8, 206402.9,
+    205190.4, 204871.0, 205533.7, 204104.2, 203662.5, 204530.8, 203118.4, 202544.1, 203301.6,
+    201987.0, 198420.6, 197833.1, 198610.2, 196902.7, 196118.4, 194871.5, 193020.3, 191452.7,
+    190160.8, 189004.3, 188112.5, 187295.0,
+]  # fmt: skip
+SQLITE_HOLDOUT = [*SQLITE_HISTORY, 187295.0, 201717.0, 201719.0]
+
+
+def test_the_sqlite_write_step_is_flagged_at_its_commit_with_one_commit_after_it() -> None:
+    spread = 0.0039  # the largest repeat spread measured for sqlite_write (3 counts of 1c9db77)
+    found = _count_regressions(SQLITE_HOLDOUT, spread)
+    step_at = len(SQLITE_HISTORY) + 1
+    assert [(before, after) for before, after, *_ in found] == [(step_at - 1, step_at)]
+    (_, _, level_before, level_after) = found[0]
+    assert level_after / level_before == pytest.approx(1.077, abs=0.001)
+    # ... and as soon as the commit is measured, before anything follows it.
+    found = _count_regressions(SQLITE_HOLDOUT[:-1], spread)
+    assert [(before, after) for before, after, *_ in found] == [(step_at - 1, step_at)]
+    # The history-spread rule (a measured series, MIN_SEGMENT) does not see it with 2 commits.
+    assert _regressions(SQLITE_HOLDOUT, COUNT_THRESHOLD) == []
+
+
+def test_docs_only_commits_are_never_flagged() -> None:
+    spread = 0.0039
+    assert _count_regressions(SQLITE_HISTORY, spread) == []
+    assert _count_regressions([*SQLITE_HISTORY, *[SQLITE_HISTORY[-1]] * 5], spread) == []
+    # A docs-only commit right after a step is part of the step's segment, not a new one.
+    breaks = count_change_points(SQLITE_HOLDOUT, flag_tolerance(spread))
+    assert len(SQLITE_HISTORY) + 2 not in breaks
+    assert len(SQLITE_HISTORY) not in breaks
+
+
+def test_a_count_step_must_exceed_three_times_the_repeat_noise() -> None:
+    base = [1_000_000.0] * 20
+    # Noise 0.5%: a 1.2% step is within 3 x noise (1.5%), a 2% step is not.
+    assert _count_regressions([*base, 1_012_000.0], 0.005) == []
+    assert _count_regressions([*base, 1_020_000.0], 0.005)
+    # Exact workload: the 1% floor holds; 0.8% is below it, 1.2% is flagged.
+    assert _count_regressions([*base, 1_008_000.0], 0.0) == []
+    assert _count_regressions([*base, 1_012_000.0], 0.0)
+
+
+def test_a_step_that_reverts_is_not_a_current_regression() -> None:
+    values = [1000.0] * 10 + [1100.0] + [1000.0] * 3
+    assert count_change_points(values, 0.01) == [10, 11]
+    assert _count_regressions(values) == []
+
+
+def test_a_measured_series_never_takes_the_count_rule_from_its_history() -> None:
+    """A flat ratio (no spread in its history) still needs MIN_SEGMENT commits after a step."""
+    flat = [2.0] * 20 + [2.5] * (MIN_SEGMENT - 1)
+    assert _regressions(flat, 0.07) == []
+    assert _regressions([*flat, 2.5], 0.07)
 
 
 def test_a_noisy_series_needs_min_segment_commits_after_a_step() -> None:

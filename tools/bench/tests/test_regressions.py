@@ -18,6 +18,7 @@ from click.testing import CliRunner
 
 from tristore_bench import regressions as reg
 from tristore_bench import thresholds as th
+from tristore_bench.counts import COUNT_BENCHMARKS, WorkloadNoise
 
 # --------------------------------------------------------------------------------------------
 # regressions
@@ -411,19 +412,34 @@ KUZU = "m.Ratios.track_ratio('kuzu_read/kuzu executor')"
 FLAT = "m.Ratios.track_ratio('flat')"
 
 
-def test_counts_get_the_count_floor_not_the_default(counts: Path) -> None:
-    noise = {n.name: n for n in th.measure_noise(counts)}
+def _records(**spreads: float) -> dict[str, WorkloadNoise]:
+    return {
+        w: WorkloadNoise(w, f"instructions.{w}", "0" * 40, 10, [1000.0, 1000.0 * (1 + s)])
+        for w, s in spreads.items()
+    }
+
+
+def test_counts_get_the_count_floor_not_the_default(
+    counts: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setitem(COUNT_BENCHMARKS, "instructions.Quiet", "sqlite_write")
+    monkeypatch.setitem(COUNT_BENCHMARKS, "instructions.Exact", "pool_checkout")
+    records = _records(sqlite_write=0.006, pool_checkout=0.0)
+    noise = {n.name: n for n in th.measure_noise(counts, records=records)}
     quiet = noise["instructions.Quiet.track_instructions"]
+    # Held to 3 x its repeat spread, not to its history's steps (0.3% there, x 4).
     assert quiet.is_count and quiet.step == pytest.approx(0.003)
-    assert quiet.threshold() == pytest.approx(0.02)  # FLOOR would have made it 5%
+    assert quiet.repeat == pytest.approx(0.006)
+    assert quiet.threshold() == pytest.approx(0.018)  # FLOOR would have made it 5%
     assert noise["instructions.Exact.track_instructions"].threshold() == th.COUNT_FLOOR
     assert not noise["m.track_instructions_total"].is_count
+    assert noise["m.track_instructions_total"].repeat is None
     assert noise["m.track_instructions_total"].threshold() == th.FLOOR
     block = th.thresholds_block(noise.values())
     # What asv applies, branch suffix or not: no default key lifts a count to 5%.
     for suffix in ("", "@main"):
         name = "instructions.Quiet.track_instructions" + suffix
-        assert th.effective_threshold(block, name) == pytest.approx(0.02)
+        assert th.effective_threshold(block, name) == pytest.approx(0.018)
         assert th.effective_threshold(block, "instructions.Exact.track_instructions" + suffix) == (
             th.COUNT_FLOOR
         )
@@ -439,8 +455,12 @@ def test_counts_get_the_count_floor_not_the_default(counts: Path) -> None:
 
 def test_count_floor_is_an_option(counts: Path) -> None:
     done = CliRunner().invoke(
-        th.command, ["--results-dir", str(counts), "--count-floor", "0.03", "--floor", "0.06"]
-    )
+        th.command,
+        [
+            "--results-dir", str(counts), "--count-floor", "0.03", "--floor", "0.06",
+            "--count-noise", str(counts / "none.json"),
+        ],
+    )  # fmt: skip
     assert done.exit_code == 0, done.output
     block = json.loads("{" + done.stdout + "}")["regressions_thresholds"]
     assert block[r"^(?!instructions\.)"] == 0.06 and block[r"instructions\."] == 0.03

@@ -11,6 +11,13 @@ its 10-15% steps: :mod:`tristore_bench.changepoints`. A ``time_`` series has wei
 run's confidence interval, and its absolute times move in lasting streaks with the machine's state
 (the untouched ``asyncio.Queue`` floor jumped 57% for a stretch of the history): asv's own,
 weighted and more conservative, which does not read such a streak as a regression.
+
+Instruction counts (``instructions.*``) are segmented by their repeat noise instead
+(:func:`tristore_bench.changepoints.count_change_points`, at max(1%, 3 x the spread recorded in
+``tools/bench/count-noise.json``), so a count step is flagged at the commit that measured it. And
+each count series keeps only the result parameters its workload depends on
+(:func:`tristore_bench.counts.series_params`): a redis-server upgrade does not split the SQLite
+write's count series.
 """
 
 from __future__ import annotations
@@ -20,11 +27,14 @@ import sys
 from collections.abc import Sequence
 from typing import Any
 
+from asv import graph as asv_graph
 from asv import step_detect
 
-from tristore_bench import changepoints
+from tristore_bench import changepoints, counts
 
 _ASV_DETECT_STEPS = step_detect.detect_steps  # asv's own, kept for weighted series
+_ASV_GET_GRAPH = asv_graph.GraphSet.get_graph
+_ASV_GRAPH_DETECT_STEPS = asv_graph.Graph.detect_steps
 
 
 def detect_steps(y: Sequence[Any], w: Sequence[Any] | None = None) -> list[Any]:
@@ -34,10 +44,69 @@ def detect_steps(y: Sequence[Any], w: Sequence[Any] | None = None) -> list[Any]:
     return changepoints.detect_steps(y, w)
 
 
+def count_tolerances(
+    records: dict[str, counts.WorkloadNoise] | None = None,
+) -> dict[str, float]:
+    """Count entry prefix (``instructions.SQLiteWrite``) -> the relative step that is flagged."""
+    noise = counts.load_noise() if records is None else records
+    return {
+        benchmark: counts.flag_tolerance(counts.noise_for(workload, noise))
+        for benchmark, workload in counts.COUNT_BENCHMARKS.items()
+    }
+
+
+def count_tolerance(entry: str, tolerances: dict[str, float]) -> float | None:
+    """The tolerance of a count entry; None for any other entry (a measured series)."""
+    if not entry.startswith(counts.COUNT_PREFIX):
+        return None
+    prefix = ".".join(entry.split("(", 1)[0].split(".")[:2])
+    return tolerances.get(prefix, counts.flag_tolerance(counts.noise_for(None, {})))
+
+
+def _count_graph_steps(data: Sequence[Any], tolerance: float) -> list[Any]:
+    """asv's ``graph._compute_graph_steps`` for a count series."""
+    x = [d[0] for d in data]
+    steps = changepoints.detect_steps(
+        [d[1] for d in data], [d[2] for d in data], count_tolerance=tolerance
+    )
+    return [(x[left], x[right - 1] + 1, val, low, err) for left, right, val, low, err in steps]
+
+
+def install(tolerances: dict[str, float]) -> None:
+    """Swap asv's step detection and graph keys for this module's (in this process)."""
+
+    def get_graph(self: Any, benchmark_name: str, params: dict[str, Any]) -> Any:
+        return _ASV_GET_GRAPH(self, benchmark_name, counts.series_params(benchmark_name, params))
+
+    def graph_detect_steps(self: Any, pool: Any = None) -> None:
+        tolerance = count_tolerance(self.benchmark_name, tolerances)
+        if tolerance is None or self._steps is not None:
+            _ASV_GRAPH_DETECT_STEPS(self, pool)
+            return
+        val = self.get_data()
+        if not val:
+            self._steps = [[]] * self.n_series
+            return
+        if self.scalar_series:
+            items = [val]
+        else:
+            items = [[(v[0], v[1][j], v[2][j]) for v in val] for j in range(self.n_series)]
+        if pool is None:
+            self._steps = [_count_graph_steps(item, tolerance) for item in items]
+        else:
+            self._steps = [
+                pool.apply_async(_count_graph_steps, (item, tolerance)) for item in items
+            ]
+
+    step_detect.detect_steps = detect_steps
+    asv_graph.GraphSet.get_graph = get_graph  # type: ignore[method-assign]
+    asv_graph.Graph.detect_steps = graph_detect_steps  # type: ignore[method-assign]
+
+
 def main(argv: list[str] | None = None) -> None:
     from asv.main import main as asv_main
 
-    step_detect.detect_steps = detect_steps
+    install(count_tolerances())
     multiprocessing.set_start_method("fork", force=True)
     sys.argv = ["asv", *(sys.argv[1:] if argv is None else argv)]
     asv_main()

@@ -23,12 +23,18 @@ the segments on either side differ by a significance test, with a minimum segmen
 3. Each segment is reported as asv reports it: (left, right, median, minimum, mean absolute
    deviation from the median).
 
-MIN_SEGMENT = 3 for a noisy series: a step is seen once three commits carry it (one commit is an
-outlier, not a change). ``sigma`` never falls below ``SIGMA_FLOOR`` of the series' median; a
-series whose noise is below that floor is *exact* (an instruction count): its segments may be one
-commit long and PELT's penalty at the floor's noise is the only test, so a count that alternates
-11,855 / 11,859 stays one segment and a +2% count at the last commit is a new one. What is
-flagged is then asv's call, by each entry's threshold (1% for counts).
+MIN_SEGMENT = 3 for every measured series (wall time, ratios, percentiles, bytes): a step is seen
+once three commits carry it (one commit is an outlier, not a change). ``sigma`` never falls below
+``SIGMA_FLOOR`` of the series' median.
+
+An instruction count is different (:func:`count_steps`): its noise is known from repeating one
+commit (``tristore-bench count-noise``, :mod:`tristore_bench.counts`), not guessed from the
+spread of its history, which for a count is mostly real small steps. A new segment starts at the
+first commit whose count leaves its segment's level (the segment's median so far) by more than
+max(1%, 3 x that noise): so a step that large is a segment of its own from the commit that
+measured it, with no minimum length, and a commit whose count equals its predecessor's (a
+docs-only commit) never starts one. What is flagged is then asv's call, by each entry's
+threshold (1% for counts, or 3 x the noise where that is larger: ``tristore-bench thresholds``).
 """
 
 from __future__ import annotations
@@ -42,23 +48,30 @@ import numpy as np
 import ruptures
 from scipy import stats
 
-__all__ = ["MAX_PVALUE", "MIN_SEGMENT", "PENALTY", "SIGMA_FLOOR", "Step", "detect_steps"]
+__all__ = [
+    "MAX_PVALUE",
+    "MIN_SEGMENT",
+    "PENALTY",
+    "SIGMA_FLOOR",
+    "Step",
+    "count_change_points",
+    "detect_steps",
+]
 
 MIN_SEGMENT = 3
 MAX_PVALUE = 0.01
 PENALTY = 2.0
-SIGMA_FLOOR = 1e-3  # relative: 0.1% of the median, ten times the counts' step noise
+SIGMA_FLOOR = 1e-3  # relative: 0.1% of the median
 
 #: (left index, right index exclusive, value, minimum, error), as asv.step_detect returns them.
 Step = tuple[int, int, float, float, float]
 
 
-def _sigma(y: np.ndarray) -> tuple[float, bool]:
-    """(noise estimate, whether the series is exact: its noise is below the floor)."""
+def _sigma(y: np.ndarray) -> float:
+    """The point-to-point noise estimate, never below SIGMA_FLOOR of the median."""
     diffs = np.abs(np.diff(y))
     robust = float(np.median(diffs)) / (0.6745 * math.sqrt(2)) if diffs.size else 0.0
-    floor = SIGMA_FLOOR * abs(float(np.median(y)))
-    return max(robust, floor), robust <= floor
+    return max(robust, SIGMA_FLOOR * abs(float(np.median(y))))
 
 
 def _pvalue(a: np.ndarray, b: np.ndarray, sigma: float) -> float:
@@ -81,24 +94,19 @@ def _pvalue(a: np.ndarray, b: np.ndarray, sigma: float) -> float:
 
 
 def change_points(y: Sequence[float]) -> list[int]:
-    """Indices where a new segment starts (0 < i < len(y)), after pruning."""
+    """Indices where a new segment starts (0 < i < len(y)), after pruning (a measured series)."""
     values = np.asarray(y, dtype=float)
     n = values.size
-    if n < 2:
+    if n < 2 * MIN_SEGMENT:
         return []
-    sigma, exact = _sigma(values)
+    sigma = _sigma(values)
     if sigma == 0.0:  # a median of 0 (a count of errors, say): no relative floor to lean on
-        sigma, exact = float(np.std(values)), False
+        sigma = float(np.std(values))
         if sigma == 0.0:
             return []
-    # An exact series (an instruction count) changes when its value does: one commit is enough,
-    # and the penalty, at the floor's noise, is the whole test. A noisy one needs MIN_SEGMENT.
-    min_size = 1 if exact else MIN_SEGMENT
-    if n < 2 * min_size:
-        return []
-    algo = ruptures.Pelt(model="l2", min_size=min_size, jump=1).fit(values)
+    algo = ruptures.Pelt(model="l2", min_size=MIN_SEGMENT, jump=1).fit(values)
     breaks = [b for b in algo.predict(pen=PENALTY * sigma**2 * math.log(n)) if b < n]
-    while breaks and not exact:
+    while breaks:
         bounds = [0, *breaks, n]
         pvalues = [
             _pvalue(values[bounds[i] : bounds[i + 1]], values[bounds[i + 1] : bounds[i + 2]], sigma)
@@ -111,12 +119,42 @@ def change_points(y: Sequence[float]) -> list[int]:
     return breaks
 
 
-def detect_steps(y: Sequence[float | None], w: Sequence[float | None] | None = None) -> list[Step]:
+def count_change_points(y: Sequence[float], tolerance: float) -> list[int]:
+    """Where an instruction count's segments start: a count off its level by > ``tolerance``.
+
+    ``tolerance`` is relative (max(1%, 3 x the workload's repeat spread):
+    :func:`tristore_bench.counts.flag_tolerance`). The level is the median of the segment so
+    far; adding a value moves a median towards it, so a value equal to its predecessor (a
+    docs-only commit) is never off the level by more than that predecessor was, and never starts
+    a segment. A segment may be one commit long: the commit that measured a step is flagged at
+    once. A slow creep is one segment until it is ``tolerance`` away from where it began; then it
+    breaks at the commit that carried it there (one that changed the count).
+    """
+    breaks: list[int] = []
+    segment: list[float] = []
+    for i, value in enumerate(y):
+        if segment:
+            level = statistics.median(segment)
+            if abs(value - level) > tolerance * abs(level):
+                breaks.append(i)
+                segment = []
+        segment.append(float(value))
+    return breaks
+
+
+def detect_steps(
+    y: Sequence[float | None],
+    w: Sequence[float | None] | None = None,
+    *,
+    count_tolerance: float | None = None,
+) -> list[Step]:
     """asv's ``step_detect.detect_steps`` contract, with the segmentation above.
 
     Missing points (None, NaN, non-positive weight) belong to no segment, as in asv. Weights are
     otherwise not used: a track_ series (the ratios, the counts) has none, and a time_ series'
     weights come from its confidence interval, whose noise the t-test sees anyway.
+    ``count_tolerance``: the series is an instruction count, segmented by
+    :func:`count_change_points` at that relative tolerance; otherwise it is a measured one.
     """
     index: list[int] = []
     kept: list[float] = []
@@ -130,7 +168,12 @@ def detect_steps(y: Sequence[float | None], w: Sequence[float | None] | None = N
         kept.append(float(value))
     if not kept:
         return []
-    bounds = [0, *change_points(kept), len(kept)]
+    found = (
+        change_points(kept)
+        if count_tolerance is None
+        else count_change_points(kept, count_tolerance)
+    )
+    bounds = [0, *found, len(kept)]
     steps: list[Step] = []
     for left, right in itertools.pairwise(bounds):
         segment = kept[left:right]

@@ -15,6 +15,7 @@ import click
 COMMANDS: dict[str, str] = {
     "bench-smoke": "tristore_bench.smoke",
     "compare": "tristore_bench.compare",
+    "count-noise": "tristore_bench.count_noise",
     "gate": "tristore_bench.gate.cli",
     "machine": "tristore_bench.fingerprint",
     "regressions": "tristore_bench.regressions",

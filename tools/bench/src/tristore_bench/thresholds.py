@@ -32,8 +32,14 @@ confidence interval of the median (``ci_99_a``, ``ci_99_b``) and the sample quar
   so two readings of unchanged code can differ by two: K_RESOLUTION = 2. This term is a limit of
   the measurement, not noise, so CAP does not apply to it (512 -> 1024 bytes is no signal).
 
-  threshold = max(min(CAP, max(floor, K_STEP * step, K_CI * ci)), K_RESOLUTION * resolution),
-  rounded up to whole percent, where floor is FLOOR, or COUNT_FLOOR for an instruction count
+  threshold = max(min(CAP, max(FLOOR, K_STEP * step, K_CI * ci)), K_RESOLUTION * resolution),
+  rounded up to whole percent.
+
+* An instruction count (``instructions.*``) is held to its *repeat* noise instead, the spread of
+  repeated counts of one commit (``tristore-bench count-noise``, ``tools/bench/count-noise.json``):
+  threshold = max(COUNT_FLOOR, K_NOISE x spread), rounded up to 0.1%. Its history's steps are
+  real changes of the code, not noise, and are not used. These are the same figures
+  :mod:`tristore_bench.changepoints` segments count series by.
 
 * K_STEP = 4: for normal noise the median |difference| of two runs is 0.674 of the difference's
   standard deviation, so two runs of unchanged code differ by more than 4 x step with probability
@@ -80,6 +86,7 @@ from typing import Any
 
 import click
 
+from tristore_bench import counts as count_noise
 from tristore_bench.asv import HarnessError, asv_config_option, asv_paths
 
 __all__ = [
@@ -133,6 +140,8 @@ class Noise:
     resolution: float | None = None
     # The parameter combination as asv names it ("'kuzu', 10"); None for a plain benchmark.
     params: str | None = None
+    # An instruction count's repeat spread (tristore-bench count-noise); None for the others.
+    repeat: float | None = None
 
     @property
     def name(self) -> str:
@@ -169,7 +178,8 @@ class Noise:
         ``floor`` applies to measured quantities, ``count_floor`` to instruction counts.
         """
         if self.is_count:
-            floor = count_floor
+            spread = count_noise.UNMEASURED_SPREAD if self.repeat is None else self.repeat
+            return _ceil_permille(count_noise.flag_tolerance(spread, count_floor))
         raw = _max(
             None if self.step is None else k_step * self.step,
             None if self.ci is None else k_ci * self.ci,
@@ -184,6 +194,11 @@ class Noise:
 def _ceil_pct(x: float) -> float:
     # Whole percent keeps the config readable; rounding up never undercuts the estimate.
     return math.ceil(x * 100 - 1e-9) / 100
+
+
+def _ceil_permille(x: float) -> float:
+    # Counts: a tenth of a percent, since their thresholds sit near 1%.
+    return math.ceil(x * 1000 - 1e-9) / 1000
 
 
 def _finite(x: Any) -> float | None:
@@ -262,10 +277,22 @@ def _max(*xs: float | None) -> float | None:
     return max(present) if present else None
 
 
-def measure_noise(results_dir: Path, machines: Iterable[str] | None = None) -> list[Noise]:
-    """Pooled noise per asv entry name, from every result under ``results_dir``."""
+def measure_noise(
+    results_dir: Path,
+    machines: Iterable[str] | None = None,
+    records: Mapping[str, count_noise.WorkloadNoise] | None = None,
+) -> list[Noise]:
+    """Pooled noise per asv entry name, from every result under ``results_dir``.
+
+    ``records``: the count workloads' repeat noise (default: ``tools/bench/count-noise.json``).
+    """
     if not results_dir.is_dir():
         raise HarnessError(f"no asv results at {results_dir}: run the benchmarks first")
+    if records is None:
+        try:
+            records = count_noise.load_noise()
+        except ValueError as exc:
+            raise HarnessError(str(exc)) from exc
     by_name: dict[str, Noise] = {}
     # Pooling by the maximum does not depend on the order; the result is sorted by entry name.
     for (name, params, *_), points in _points(results_dir, machines).items():
@@ -295,6 +322,11 @@ def measure_noise(results_dir: Path, machines: Iterable[str] | None = None) -> l
             iqr=_median([p.iqr for p in points if p.iqr is not None]),
             step=_median(steps) if len(points) >= MIN_STEP_COMMITS else None,
             resolution=min(changes) / min(p.value for p in points) if quantized else None,
+            repeat=(
+                count_noise.noise_for(count_noise.benchmark_workload(name), records)
+                if name.startswith(COUNT_PREFIX)
+                else None
+            ),
         )
         old = by_name.get(noise.name)
         if old is not None:
@@ -308,6 +340,7 @@ def measure_noise(results_dir: Path, machines: Iterable[str] | None = None) -> l
                 iqr=_max(old.iqr, noise.iqr),
                 step=_max(old.step, noise.step),
                 resolution=_max(old.resolution, noise.resolution),
+                repeat=noise.repeat,
             )
         by_name[noise.name] = noise
     return [by_name[n] for n in sorted(by_name)]
@@ -381,6 +414,13 @@ def _pct(x: float | None) -> str:
     help=f"Lowest threshold of the instruction counts ({COUNT_PREFIX}*).",
 )
 @click.option("--cap", type=float, default=CAP, show_default=True, help="Highest threshold.")
+@click.option(
+    "--count-noise",
+    "noise_file",
+    type=click.Path(dir_okay=False, path_type=Path),
+    default=None,
+    help="The counts' repeat noise (default: tools/bench/count-noise.json).",
+)
 def command(
     config: Path,
     results_dir: Path | None,
@@ -390,6 +430,7 @@ def command(
     floor: float,
     count_floor: float,
     cap: float,
+    noise_file: Path | None,
 ) -> None:
     """Print a regressions_thresholds block for asv.conf.json, derived from measured noise.
 
@@ -397,8 +438,9 @@ def command(
     """
     try:
         where = results_dir if results_dir is not None else asv_paths(config).results_dir
-        noise = measure_noise(where, machines or None)
-    except HarnessError as exc:
+        records = count_noise.load_noise(noise_file)
+        noise = measure_noise(where, machines or None, records)
+    except (HarnessError, ValueError) as exc:
         raise click.ClickException(str(exc)) from exc
     if not noise:
         raise click.ClickException(f"no benchmark results under {where}")
@@ -406,19 +448,19 @@ def command(
     width = max(56, *(len(n.name) for n in noise))
     click.echo(
         f"{'entry':<{width}} {'commits':>7} {'ci99/2':>7} {'iqr':>7} {'step':>7} {'resol':>7} "
-        f"{'threshold':>9}",
+        f"{'repeat':>7} {'threshold':>9}",
         err=True,
     )
     for n in noise:
         value = n.threshold(k_step, k_ci, floor, cap, count_floor)
-        shown = "floor" if value is None else f"{value:.2f}"
+        shown = "floor" if value is None else f"{value:.3f}" if n.is_count else f"{value:.2f}"
         if n.resolution is not None and value == _ceil_pct(K_RESOLUTION * n.resolution):
             shown += " (resolution)"
         elif value is not None and value >= cap:
             shown += " (capped: too noisy)"
         click.echo(
             f"{n.name:<{width}} {n.commits:>7} {_pct(n.ci):>7} {_pct(n.iqr):>7} {_pct(n.step):>7} "
-            f"{_pct(n.resolution):>7} {shown:>9}",
+            f"{_pct(n.resolution):>7} {_pct(n.repeat):>7} {shown:>9}",
             err=True,
         )
     body = json.dumps(thresholds_block(noise, k_step, k_ci, floor, cap, count_floor), indent=4)
