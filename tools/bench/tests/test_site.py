@@ -74,6 +74,24 @@ def track_level():
 track_level.unit = "widgets"
 """
 
+# An instruction count as the site sees one (an ``instructions.`` entry): segmented by its repeat
+# noise, so its step is flagged at the commit that measured it, where track_level, a measured
+# series, needs MIN_SEGMENT commits after its step.
+COUNT_MODULE = """
+import os
+
+HERE = os.path.dirname(os.path.abspath(__file__))
+
+
+def track_instructions():
+    with open(os.path.join(HERE, "level.txt")) as f:
+        return 1000.0 * float(f.read())
+
+
+track_instructions.unit = "instructions"
+"""
+COUNT = "instructions.track_instructions"
+
 # The level each commit's run sees: a 5x step at the third commit, held for two commits (asv only
 # reports a regression that lasts at least two commits).
 LEVELS = (1, 1, 5, 5)
@@ -152,6 +170,7 @@ def _build(root: Path) -> Published:
 
     (bench / "__init__.py").write_text("")
     (bench / "bench_toy.py").write_text(BENCH_MODULE)
+    (bench / "instructions.py").write_text(COUNT_MODULE)
 
     # The project's real config with every path moved into the temp dir: the repo's results/
     # and html are never touched.
@@ -488,13 +507,14 @@ def test_regressions_page_renders(server: str, browser: DevTools, tmp_path: Path
         "return $(this).find('td').first().text();}).get().join('\\n')"
     )
     names = set(str(rows or "").splitlines())
-    want = {"bench_toy.track_level", "bench_toy.Toy.time_sleep(1)", "bench_toy.Toy.time_sleep(2)"}
-    # track_level's step is exact; the sleeps' steps are wall time, which a loaded machine can
-    # blur below asv's threshold, so they may be missing but nothing else may appear.
-    assert "bench_toy.track_level" in names and names <= want, f"regressions table lists {names}"
+    want = {COUNT, "bench_toy.Toy.time_sleep(1)", "bench_toy.Toy.time_sleep(2)"}
+    # The count's step is flagged at its commit; the sleeps' steps are wall time, which a loaded
+    # machine can blur below asv's threshold, so they may be missing but nothing else may
+    # appear: track_level, a measured series, is not a regression two commits after its step.
+    assert COUNT in names and names <= want, f"regressions table lists {names}"
     factor = browser.evaluate(
         "$('#regressions-body table:not(.ignored) tbody tr').filter(function(){"
-        "return $(this).text().indexOf('track_level')>=0;}).find('td').eq(3).text()"
+        "return $(this).text().indexOf('track_instructions')>=0;}).find('td').eq(3).text()"
     )
     assert factor == "5.00x", factor
     _assert_clean(browser, url, server, tmp_path / "regressions.png")
@@ -505,7 +525,7 @@ def test_regressions_command_reads_the_published_site(published: Published) -> N
     args = ["--asv-config", str(published.config)]
     done = runner.invoke(regressions_mod.command, args)
     assert done.exit_code == 1, done.output
-    assert "bench_toy.track_level" in done.output
+    assert COUNT in done.output and "bench_toy.track_level" not in done.output
     assert published.commits[2][:8] in done.output
     # The step is at commit 3: newer than commit 2, not newer than commit 3.
     done = runner.invoke(regressions_mod.command, [*args, "--since", published.commits[1]])
@@ -532,7 +552,7 @@ def test_thresholds_from_real_results(published: Published) -> None:
     noise = thresholds.measure_noise(published.results)
     # One entry per parameter combination, named as asv's regressions page names them.
     sleeps = {"bench_toy.Toy.time_sleep(1)", "bench_toy.Toy.time_sleep(2)"}
-    assert {n.name for n in noise} == {*sleeps, "bench_toy.track_level"}
+    assert {n.name for n in noise} == {*sleeps, "bench_toy.track_level", COUNT}
     for sleep in (n for n in noise if n.name in sleeps):
         assert sleep.commits == len(LEVELS)
         assert sleep.ci is not None and sleep.iqr is not None
@@ -541,7 +561,8 @@ def test_thresholds_from_real_results(published: Published) -> None:
     assert list(block.items())[: len(defaults)] == list(defaults.items())
     for n in noise:
         value = thresholds.effective_threshold(block, n.name)
-        assert thresholds.FLOOR <= value <= thresholds.CAP, (n.name, value)
+        floor = thresholds.COUNT_FLOOR if n.is_count else thresholds.FLOOR
+        assert floor <= value <= thresholds.CAP, (n.name, value)
 
 
 def test_missing_npm_is_a_clear_error(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
