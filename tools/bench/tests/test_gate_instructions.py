@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import json
 import math
+import threading
 from collections.abc import Callable, Mapping
 from pathlib import Path
 from types import SimpleNamespace
@@ -184,6 +185,78 @@ def test_injection_goes_to_head_only_and_is_sized_from_the_base_count() -> None:
     assert (result.injected_iterations, result.injected_per_op) == (5, 380.0)
     assert loop.iterations_for(2, 3800) == 1  # exactly 2%: no step more
     assert loop.iterations_for(0.01, 100_000) == 1  # never an injection of nothing
+
+
+def test_both_sides_of_each_workload_are_counted_at_once_with_the_same_verdicts(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """Issue 29 item 5: base and head counts overlap; the verdicts are a serial run's.
+
+    Each side's count waits until the other side of the same workload has started, so a
+    scheduler that ran them one after the other could never finish it (the bound on the wait is
+    only there to turn such a bug into a failure instead of a hang; nothing is timed).
+    """
+    monkeypatch.setattr(instructions, "available", lambda: None)
+    monkeypatch.setattr(instructions, "valgrind_version", lambda: "3.19.0")
+    names = gi.selected()
+    started = {(name, side): threading.Event() for name in names for side in ("b", "h")}
+    overlapped: list[str] = []
+    lock = threading.Lock()
+    failing = RuntimeError("ModuleNotFoundError: No module named 'tristore.flows'")
+    table: dict[tuple[str, Path], Count | Exception] = {}
+    for i, name in enumerate(names):
+        table[(name, Path("b"))] = (
+            failing if name == "order_flow" else recorded(BASE_SMALL, BASE_LARGE, 100 + i)
+        )
+        table[(name, Path("h"))] = recorded(
+            HEAD_SMALL if i % 2 else BASE_SMALL, HEAD_LARGE if i % 2 else BASE_LARGE, 100 + i
+        )
+
+    def measure(name: str, n: int | None = None, *, library: Path, env: Any = None) -> Count:
+        assert env is None
+        side = library.name
+        started[(name, side)].set()
+        other = "h" if side == "b" else "b"
+        assert started[(name, other)].wait(60), f"{name}: {side} ran alone"
+        with lock:
+            overlapped.append(f"{name}:{side}")
+        result = table[(name, library)]
+        if isinstance(result, Exception):
+            raise result
+        return result
+
+    concurrent = gi.run_section(Path("b"), Path("h"), measure=measure)
+    assert sorted(overlapped) == sorted(f"{n}:{s}" for n in names for s in ("b", "h"))
+    assert [c.name for c in concurrent.comparisons] == names  # reported in workload order
+
+    def serial_measure(name: str, n: int | None = None, *, library: Path, env: Any = None) -> Count:
+        result = table[(name, library)]
+        if isinstance(result, Exception):
+            raise result
+        return result
+
+    serial = [
+        gi.compare_one(name, Path("b"), Path("h"), measure=serial_measure, n=100 + i)
+        for i, name in enumerate(names)
+    ]
+
+    def verdicts(comparisons: list[gi.InstrComparison]) -> list[dict[str, Any]]:
+        return [{**c.as_dict(), "seconds": None, "n": None} for c in comparisons]
+
+    assert verdicts(concurrent.comparisons) == verdicts(serial)
+    assert {c.verdict for c in concurrent.comparisons} == {"regression", "unchanged", "new"}
+
+
+def test_an_injected_head_waits_for_its_base(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(instructions, "available", lambda: None)
+    monkeypatch.setattr(instructions, "valgrind_version", lambda: "3.19.0")
+    measure, calls = fake_measure({(Path("b"), True): BASE, (Path("h"), True): HEAD})
+    monkeypatch.setattr(gi, "loop_cost", lambda _measure: gi.LoopCost(per_iteration=76.0))
+    section = gi.run_section(
+        Path("b"), Path("h"), only=["pool_checkout"], inject_percent=5, measure=measure
+    )
+    assert [c["library"] for c in calls] == [Path("b"), Path("h")]
+    assert section.comparisons[0].injected_iterations == 5
 
 
 def test_inject_variable_parsing() -> None:

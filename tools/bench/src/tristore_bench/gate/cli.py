@@ -16,8 +16,9 @@ What it does (``tristore-bench gate --base origin/main``):
    **inconclusive**, never "unchanged". The confidence level is Bonferroni-corrected over both
    directions, every benchmark and every look, so identical code fails a gate with chance below
    ``--alpha`` (the rule and its derivation: :mod:`tristore_bench.gate.stats`);
-4. with valgrind installed, counts the instructions of the CPU-bound hot paths on both sides
-   (:mod:`tristore_bench.gate.instructions`): a second table, exact where wall time is noisy; a
+4. with valgrind installed, after the rounds, counts the instructions of the CPU-bound hot paths
+   on both sides at once (:mod:`tristore_bench.gate.instructions`, ``--instr-jobs``): a second
+   table, exact where wall time is noisy; a
    count more than 1% above base (``--instr-threshold``) is a regression too;
 5. writes a Markdown report (both tables, ``pytest-benchmark compare`` of the pooled samples,
    the top functions by instruction delta) and exits **1** on a regression, **3** on an
@@ -257,6 +258,13 @@ def _echo(message: str) -> None:
     help="Percent change in instructions per operation that is a regression (or improvement).",
 )
 @click.option(
+    "--instr-jobs",
+    type=click.IntRange(1, 8),
+    default=instr.DEFAULT_JOBS,
+    show_default=True,
+    help="Instruction counts run at once (2: base and head of a workload side by side).",
+)
+@click.option(
     "--inject-instructions",
     "inject_instructions",
     type=click.FloatRange(0.0, 1000.0),
@@ -291,6 +299,7 @@ def command(
     target: str | None,
     instructions: bool,
     instr_threshold: float,
+    instr_jobs: int,
     inject_instructions: float,
 ) -> None:
     """Compare the perf suite of --base and head; exit 1 on a real regression.
@@ -317,6 +326,7 @@ def command(
         base_ref, head_ref, src_dir, policy, rounds, budget, tuple(only), scale, env,
         inject, target or "", report_path, json_path, runs, max_minutes, _command_line(),
         fail_on_inconclusive, instructions, instr_threshold / 100, inject_instructions,
+        instr_jobs,
     )  # fmt: skip
     try:
         root = repo_root()
@@ -372,6 +382,7 @@ class Options:
     instructions: bool = True
     instr_threshold: float = instr.DEFAULT_THRESHOLD
     inject_instructions: float = 0.0  # percent of each base count, head only (test only)
+    instr_jobs: int = instr.DEFAULT_JOBS
 
 
 def _gate(opts: Options, root: Path, tests: Path, workdir: Path) -> int:
@@ -391,11 +402,12 @@ def _gate(opts: Options, root: Path, tests: Path, workdir: Path) -> int:
             scale=opts.scale, progress=_echo, settled=settle_rule(policy),
         )  # fmt: skip
         # After the wall-time rounds, never beside them: valgrind would take the cores they time.
+        # Base and head counts run side by side (a count does not depend on the load).
         section: instr.InstrSection | None = None
         if opts.instructions:
             section = instr.run_section(
                 base_src, head_src, only=opts.only, threshold=opts.instr_threshold,
-                inject_percent=opts.inject_instructions, progress=_echo,
+                inject_percent=opts.inject_instructions, jobs=opts.instr_jobs, progress=_echo,
             )  # fmt: skip
     comps = comparisons(measured, policy)
     base_json = merge_json(measured.rounds["base"], workdir / "base.json")

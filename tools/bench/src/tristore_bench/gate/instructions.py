@@ -2,9 +2,12 @@
 
 Each workload of :mod:`tristore_bench.workloads` is counted with
 :func:`tristore_bench.instructions.measure` once on the base library and once on the head
-library (one side at a time; each count is two valgrind processes, so never more than two run at
-once on the two cores). A count repeats to within 0.39% (max - min over 3 runs of each
-workload, ``tools/bench/measurements/instructions-stability.txt``; the gate's own A/A runs are in
+library. The two sides of a workload run at the same time (``jobs``, default 2 counts, i.e. four
+valgrind processes), after the wall-time rounds and never beside them: a count does not depend on
+the load, so this changes no verdict, only how long the section takes.
+
+A count repeats to within 0.39% (max - min over 3 runs of each workload,
+``tools/bench/measurements/instructions-stability.txt``; the gate's own A/A runs are in
 ``gate-instructions-calibration`` there), so no significance test is needed: the verdict is the
 head/base ratio against a fixed threshold, default 1%. The threshold comes from the gate's own
 calibration (``tools/bench/measurements/gate-instructions-calibration``: 8 rounds of every
@@ -38,7 +41,8 @@ from __future__ import annotations
 import math
 import re
 import time
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Callable, Iterator, Mapping, Sequence
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -210,6 +214,68 @@ def loop_cost(measure: Measure = instructions.measure) -> LoopCost:
     return LoopCost(per_iteration)
 
 
+@dataclass(frozen=True)
+class SideCount:
+    """One side's count of one workload, or why it failed, and how long it took."""
+
+    count: instructions.Count | None
+    error: RuntimeError | None
+    seconds: float
+
+
+def count_side(
+    name: str,
+    src: Path,
+    n: int,
+    env: Mapping[str, str] | None,
+    measure: Measure = instructions.measure,
+) -> SideCount:
+    """One side's count; a failed count is kept as its error (the verdict reads it)."""
+    started = time.perf_counter()
+    try:
+        count = measure(name, n, library=src, env=env)
+    except RuntimeError as exc:
+        return SideCount(None, exc, time.perf_counter() - started)
+    return SideCount(count, None, time.perf_counter() - started)
+
+
+def judge_sides(
+    name: str,
+    n: int,
+    base: SideCount,
+    head: SideCount,
+    *,
+    threshold: float = DEFAULT_THRESHOLD,
+    all_top: bool = False,
+    iterations: int = 0,
+    added: float = 0.0,
+    seconds: float = 0.0,
+) -> InstrComparison:
+    """The verdict on two sides' counts (the same whichever order, or overlap, they ran in)."""
+    nan = math.nan
+    if head.count is None:
+        return InstrComparison(
+            name, n, base.count.per_op if base.count else nan, nan, "error",
+            note=f"head failed: {_last_line(head.error or RuntimeError())}", seconds=seconds,
+        )  # fmt: skip
+    if base.count is None:
+        error = base.error or RuntimeError()
+        missing = lacks_api(error)
+        return InstrComparison(
+            name, n, nan, head.count.per_op, "new" if missing else "error",
+            note=("base lacks the API: " if missing else "base failed: ") + _last_line(error),
+            seconds=seconds,
+        )  # fmt: skip
+    judged = verdict(base.count.per_op, head.count.per_op, threshold)
+    top: list[tuple[str, float]] = []
+    if judged != "unchanged" or all_top:
+        top = function_changes(per_op_functions(base.count), per_op_functions(head.count))
+    return InstrComparison(
+        name, n, base.count.per_op, head.count.per_op, judged, tuple(top),
+        seconds=seconds, injected_iterations=iterations, injected_per_op=added,
+    )  # fmt: skip
+
+
 def compare_one(
     name: str,
     base_src: Path,
@@ -222,49 +288,36 @@ def compare_one(
     measure: Measure = instructions.measure,
     all_top: bool = False,
 ) -> InstrComparison:
-    """Count ``name`` on both sides (base first) and judge it."""
+    """Count ``name`` on both sides, base first, one after the other, and judge it.
+
+    With an injection the head's loop is sized from the base count, so head must wait for it;
+    :func:`run_section` runs the two sides of an uninjected comparison at once instead.
+    """
     started = time.perf_counter()
     n = n or WORKLOADS[name].default_n
-    nan = math.nan
     # With an injection the base runs the loop's empty shell (0 iterations): see LoopCost.
     base_env = {INJECT_ENV: f"{name}:0"} if inject_percent else None
-    try:
-        base = measure(name, n, library=base_src, env=base_env)
-    except RuntimeError as exc:
-        base = None
-        base_error = exc
+    base = count_side(name, base_src, n, base_env, measure)
     env: dict[str, str] = {}
     iterations, added = 0, 0.0
-    if inject_percent and base is not None:
+    if inject_percent and base.count is not None:
         if loop is None:
             raise ValueError("inject_percent needs the loop's cost")
         cost = loop()
-        iterations = cost.iterations_for(inject_percent, base.per_op)
+        iterations = cost.iterations_for(inject_percent, base.count.per_op)
         added = cost.adds(iterations)
         env[INJECT_ENV] = f"{name}:{iterations}"
-    try:
-        head = measure(name, n, library=head_src, env=env or None)
-    except RuntimeError as exc:
-        return InstrComparison(
-            name, n, base.per_op if base else nan, nan, "error",
-            note=f"head failed: {_last_line(exc)}", seconds=time.perf_counter() - started,
-        )  # fmt: skip
-    seconds = time.perf_counter() - started
-    if base is None:
-        missing = lacks_api(base_error)
-        return InstrComparison(
-            name, n, nan, head.per_op, "new" if missing else "error",
-            note=("base lacks the API: " if missing else "base failed: ") + _last_line(base_error),
-            seconds=seconds,
-        )  # fmt: skip
-    judged = verdict(base.per_op, head.per_op, threshold)
-    top: list[tuple[str, float]] = []
-    if judged != "unchanged" or all_top:
-        top = function_changes(per_op_functions(base), per_op_functions(head))
-    return InstrComparison(
-        name, n, base.per_op, head.per_op, judged, tuple(top),
-        seconds=seconds, injected_iterations=iterations, injected_per_op=added,
+    head = count_side(name, head_src, n, env or None, measure)
+    return judge_sides(
+        name, n, base, head, threshold=threshold, all_top=all_top, iterations=iterations,
+        added=added, seconds=time.perf_counter() - started,
     )  # fmt: skip
+
+
+#: Counts (each two valgrind processes) run at once: base and head of one workload together.
+#: A count does not depend on the load (instructions-stability: a busy core moved none by more
+#: than its repeat spread), so this only fills the cores the smaller batch leaves idle.
+DEFAULT_JOBS = 2
 
 
 def run_section(
@@ -276,10 +329,17 @@ def run_section(
     inject_percent: float = 0.0,
     n: int | None = None,
     all_top: bool = False,
+    jobs: int = DEFAULT_JOBS,
     progress: Callable[[str], None] = lambda message: None,
     measure: Measure = instructions.measure,
 ) -> InstrSection:
-    """Every selected workload, base vs head, one after another."""
+    """Every selected workload, base vs head.
+
+    Without an injection the counts run ``jobs`` at a time, in the order base, head of each
+    workload, so the two sides of one workload run side by side; each verdict is
+    :func:`judge_sides` on the same two counts as a serial run would take. With an injection
+    each head waits for its base (:func:`compare_one`), one workload after another.
+    """
     started = time.perf_counter()
     section = InstrSection(threshold=threshold)
     reason = instructions.available()
@@ -296,24 +356,59 @@ def run_section(
             progress(f"instructions: one injected loop iteration = {cost[0].per_iteration:g}")
         return cost[0]
 
+    def report(result: InstrComparison) -> None:
+        ratio = "-" if math.isnan(result.ratio) else f"{result.ratio:.4f}"
+        progress(
+            f"instructions: {result.name}: base {result.base:.0f} head {result.head:.0f} per op, "
+            f"ratio {ratio}, {result.verdict} ({result.seconds:.0f} s)"
+        )
+        section.comparisons.append(result)
+
+    names = selected(only)
     if inject_percent:
         section.injected = (
             f"at least {inject_percent:g}% of each base count into head (a loop after each "
             "operation; the base runs it with 0 iterations)"
         )
-    for name in selected(only):
-        result = compare_one(
-            name, base_src, head_src, threshold=threshold, n=n, inject_percent=inject_percent,
-            loop=loop, measure=measure, all_top=all_top,
-        )  # fmt: skip
-        ratio = "-" if math.isnan(result.ratio) else f"{result.ratio:.4f}"
-        progress(
-            f"instructions: {name}: base {result.base:.0f} head {result.head:.0f} per op, "
-            f"ratio {ratio}, {result.verdict} ({result.seconds:.0f} s)"
-        )
-        section.comparisons.append(result)
+        for name in names:
+            result = compare_one(
+                name, base_src, head_src, threshold=threshold, n=n,
+                inject_percent=inject_percent, loop=loop, measure=measure, all_top=all_top,
+            )  # fmt: skip
+            report(result)
+    else:
+        for result in _concurrent(names, base_src, head_src, n, jobs, measure, threshold, all_top):
+            report(result)
     section.seconds = time.perf_counter() - started
     return section
+
+
+def _concurrent(
+    names: Sequence[str],
+    base_src: Path,
+    head_src: Path,
+    n: int | None,
+    jobs: int,
+    measure: Measure,
+    threshold: float,
+    all_top: bool,
+) -> Iterator[InstrComparison]:
+    """Both sides of every workload through one pool of ``jobs``; verdicts in workload order."""
+    with ThreadPoolExecutor(max_workers=max(1, jobs)) as pool:
+        pending = []
+        for name in names:
+            size = n or WORKLOADS[name].default_n
+            sides = tuple(
+                pool.submit(count_side, name, src, size, None, measure)
+                for src in (base_src, head_src)
+            )
+            pending.append((name, size, sides))
+        for name, size, (base_f, head_f) in pending:
+            base, head = base_f.result(), head_f.result()
+            yield judge_sides(
+                name, size, base, head, threshold=threshold, all_top=all_top,
+                seconds=max(base.seconds, head.seconds),
+            )  # fmt: skip
 
 
 def _last_line(error: BaseException) -> str:
