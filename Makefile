@@ -10,17 +10,19 @@ MACHINE ?= tristore-2core
 CALLGRIND_MACHINE ?= tristore-callgrind
 WALL_BENCH := '^(?!instructions\.)'
 COUNT_BENCH := '^instructions\.'
-STAMP := $(VENV)/.installed-$(shell cat pyproject.toml tools/bench/pyproject.toml | sha1sum | cut -c1-12)
+# The exact versions of the dev venv (pyproject.toml gives ranges); a change re-installs.
+LOCK := requirements/dev.lock
+STAMP := $(VENV)/.installed-$(shell cat pyproject.toml tools/bench/pyproject.toml $(LOCK) | sha1sum | cut -c1-12)
 PORT ?= 8080
 
-.PHONY: venv test lint bench bench-smoke machine site serve-site gate clean
+.PHONY: venv test lint docs bench bench-smoke machine site serve-site gate clean
 
 venv: $(STAMP)
 
-$(STAMP): pyproject.toml tools/bench/pyproject.toml
+$(STAMP): pyproject.toml tools/bench/pyproject.toml $(LOCK)
 	@test -x $(PY) || $(PYTHON) -m venv $(VENV)
 	$(PY) -m pip install -q --upgrade pip
-	$(PY) -m pip install -q -e '.[dev]' -e tools/bench
+	$(PY) -m pip install -q -c $(LOCK) -e '.[dev]' -e tools/bench
 	@rm -f $(VENV)/.installed-*
 	@touch $@
 
@@ -28,8 +30,13 @@ lint: venv
 	$(VENV)/bin/ruff check src tests benchmarks tools/bench
 	$(VENV)/bin/ruff format --check src tests benchmarks tools/bench
 
+# The documentation, strictly: a warning or a broken link fails. Into build/docs (ignored by git);
+# nothing is fetched, so it builds offline.
+docs: venv
+	$(VENV)/bin/mkdocs build --strict --quiet
+
 # The whole test suite against real stores (embedded Redis, Kuzu and SQLite in temp dirs).
-test: venv lint
+test: venv lint docs
 	$(PY) -m pytest -n 2 -q -rfEs
 
 # asv needs a named machine. Saved with asv's detected defaults plus the environment fingerprint
@@ -61,4 +68,4 @@ gate: venv
 	$(VENV)/bin/tristore-bench gate --base $(BASE)
 
 clean:
-	rm -rf .asv/html .pytest_cache
+	rm -rf .asv/html .pytest_cache build/docs
