@@ -29,6 +29,7 @@ MiB = 1024 * 1024
 SyncMode = Literal["OFF", "NORMAL", "FULL", "EXTRA"]
 JournalMode = Literal["WAL"]
 GraphEngine = Literal["kuzu", "ladybug"]
+Ordering = Literal["deferred", "strict"]
 
 
 def _default_threads() -> int:
@@ -156,12 +157,48 @@ class RedisSettings:
         _within("redis.max_value_bytes", self.max_value_bytes, 1, REDIS_MAX_VALUE)
 
 
+MAX_GRAPH_BATCH = 1024  # a batch's members wait for its one Kuzu COMMIT
+MAX_REPLAYS = 1000
+MAX_MARKER_TTL_S = 366 * 86_400.0
+
+
+@dataclass(frozen=True)
+class CoordinatorSettings:
+    """The coordinator's options (``Coordinator(...)`` keywords override them)."""
+
+    ordering: Ordering = "deferred"  # per transaction too: coordinator.transaction(ordering=...)
+    lock_timeout: float = 5.0  # each bounded lock wait of a commit
+    recovery_interval: float = 5.0  # 0: no periodic sweep (recovery at open only)
+    marker_ttl: float = 7 * 86_400.0  # how long a Redis apply marker lives
+    retention: float = 3_600.0  # settled intents are pruned after this; 0: kept
+    max_replays: int = 5  # store-side failures in a row before an intent is dead-lettered
+    retry_backoff: float = 0.5  # wait after a store failed before applying again
+    flush_delay: float = 0.05  # how long "applied" marks wait for a commit to carry them
+    graph_batch_size: int = 64  # intents per Kuzu transaction of the graph applier
+
+    def __post_init__(self) -> None:
+        _within("coordinator.lock_timeout", self.lock_timeout, MIN_TIMEOUT_S, MAX_TIMEOUT_S)
+        _within_or_off("coordinator.recovery_interval", self.recovery_interval)
+        _within("coordinator.marker_ttl", self.marker_ttl, 1.0, MAX_MARKER_TTL_S)
+        _within_or_off("coordinator.retention", self.retention, high=MAX_MARKER_TTL_S)
+        _within("coordinator.max_replays", self.max_replays, 1, MAX_REPLAYS)
+        _within("coordinator.retry_backoff", self.retry_backoff, MIN_TIMEOUT_S, MAX_TIMEOUT_S)
+        _within("coordinator.flush_delay", self.flush_delay, MIN_TIMEOUT_S, 60.0)
+        _within("coordinator.graph_batch_size", self.graph_batch_size, 1, MAX_GRAPH_BATCH)
+
+
+def _within_or_off(key: str, value: float, high: float = MAX_TIMEOUT_S) -> None:
+    if value != 0:
+        _within(key, value, MIN_TIMEOUT_S, high, f"0 (off) or {MIN_TIMEOUT_S:g} .. {high:g}")
+
+
 @dataclass(frozen=True)
 class Settings:
     data_dir: str = field(default_factory=_default_data_dir)
     sqlite: SQLiteSettings = field(default_factory=SQLiteSettings)
     graph: GraphSettings = field(default_factory=GraphSettings)
     redis: RedisSettings = field(default_factory=RedisSettings)
+    coordinator: CoordinatorSettings = field(default_factory=CoordinatorSettings)
 
     def __post_init__(self) -> None:
         # An empty path would put the files in whatever the current directory happens to be.
@@ -371,10 +408,11 @@ def _section_name(section: Any) -> str:
         SQLiteSettings: "sqlite",
         GraphSettings: "graph",
         RedisSettings: "redis",
+        CoordinatorSettings: "coordinator",
     }[type(section)]
 
 
-_SECTIONS = ("sqlite", "graph", "redis")
+_SECTIONS = ("sqlite", "graph", "redis", "coordinator")
 
 
 def _env_overrides(environ: Mapping[str, str]) -> dict[str, Any]:
@@ -395,7 +433,7 @@ def _env_overrides(environ: Mapping[str, str]) -> dict[str, Any]:
         if section not in _SECTIONS or not key:
             raise ConfigError(
                 f"{name}: unknown setting (expected TRISTORE_DATA_DIR or "
-                "TRISTORE_<SQLITE|GRAPH|REDIS>_<KEY>)"
+                "TRISTORE_<SQLITE|GRAPH|REDIS|COORDINATOR>_<KEY>)"
             )
         out.setdefault(section, {})[key] = value
     return out
@@ -441,6 +479,7 @@ def load_settings(
 
 
 __all__ = [
+    "CoordinatorSettings",
     "GraphSettings",
     "MiB",
     "RedisSettings",

@@ -26,11 +26,11 @@ class Faults:
 
     POINTS = frozenset(
         {
-            "graph.stage",  # after the graph ops, before the SQLite commit (rolls back)
+            "graph.stage",  # strict: after the graph ops, before the SQLite commit (rolls back)
             "sqlite.commit",  # inside the SQLite commit hop, before COMMIT (rolls back)
             "after_commit",  # after the SQLite commit, before any apply
-            "graph.commit",  # the Kuzu COMMIT after the SQLite commit (stays pending)
-            "graph.replay",  # the Kuzu COMMIT of a replayed intent
+            "graph.commit",  # before the Kuzu COMMIT of fresh intents (re-applied alone)
+            "graph.replay",  # before the Kuzu COMMIT of intents that may have been applied
             "cache.apply",  # before the apply script is sent to Redis (stays pending)
         }
     )

@@ -5,8 +5,10 @@ and "the transaction committed" are the same fact. ``seq`` (AUTOINCREMENT, never
 commit order, in which graph and cache work is applied and replayed.
 
 States: ``pending`` (committed; graph/cache work not yet confirmed), ``applied`` (confirmed in both
-stores), ``failed`` (committed, but a store rejected part of the work at apply time: reported by
-the validator, never retried). Every function here runs on the SQLite connection's own thread.
+stores), ``failed`` (committed, but a store rejected part of the work when it was applied alone:
+the dead letters, with ``last_error``; reported by the validator and ``tristore coordinator
+status``, and set back to ``pending`` by a retry, never dropped). Every function here runs on the
+SQLite connection's own thread.
 """
 
 from __future__ import annotations
@@ -38,7 +40,7 @@ DDL = (
     # Recovery reads only the pending rows; a partial index keeps that cheap as the log grows.
     f"CREATE INDEX IF NOT EXISTS {TABLE}_pending ON {TABLE} (seq) WHERE state = 'pending'",
     f"CREATE INDEX IF NOT EXISTS {TABLE}_applied_at ON {TABLE} (applied_at)"
-    " WHERE state <> 'pending'",
+    " WHERE state = 'applied'",
 )
 
 _INSERT = (
@@ -60,17 +62,26 @@ class Intent:
     graph_done: bool = False
     cache_done: bool = False
     errors: list[str] = field(default_factory=list)
-    attempts: int = 0  # failed graph replays; past the coordinator's limit the intent fails
+    attempts: int = 0  # graph applies that failed on the store's side (disk full, say)
     settled: asyncio.Future[None] | None = None  # resolved once applied or failed
     marked: bool = False  # its final state is queued for the log (settle only once)
+    # Its graph ops may be in the graph already (recovered from the log, or an earlier COMMIT
+    # whose outcome is unknown): the marker is looked up before applying it.
+    maybe_applied: bool = False
+    # Resolved when the first graph apply that included it has ended, however it went.
+    attempted: asyncio.Future[None] | None = None
 
-    def __post_init__(self) -> None:
-        self.graph_done = self.graph_done or not self.graph_ops
-        self.cache_done = self.cache_done or not self.cache_ops
+    @property
+    def graph_pending(self) -> bool:
+        return bool(self.graph_ops) and not self.graph_done
+
+    @property
+    def cache_pending(self) -> bool:
+        return bool(self.cache_ops) and not self.cache_done
 
     @property
     def done(self) -> bool:
-        return self.graph_done and self.cache_done
+        return not (self.graph_pending or self.cache_pending)
 
     @property
     def state(self) -> str:
@@ -81,8 +92,8 @@ class Intent:
     def pending_stores(self) -> tuple[str, ...]:
         return tuple(
             name
-            for name, done in (("graph", self.graph_done), ("cache", self.cache_done))
-            if not done
+            for name, pending in (("graph", self.graph_pending), ("cache", self.cache_pending))
+            if pending
         )
 
 
@@ -125,15 +136,63 @@ def load_pending(conn: sqlite3.Connection) -> list[Intent]:
     intents = []
     for seq, txid, graph_ops, cache_ops, created_at in rows:
         graph = [(cypher, params) for cypher, params in json.loads(graph_ops)]
-        intents.append(Intent(txid, graph, json.loads(cache_ops), seq=seq, created_at=created_at))
+        intents.append(
+            Intent(
+                txid,
+                graph,
+                json.loads(cache_ops),
+                seq=seq,
+                created_at=created_at,
+                maybe_applied=True,
+            )
+        )
     return intents
 
 
+def load_failed(conn: sqlite3.Connection, txids: Sequence[str] | None = None) -> list[DeadLetter]:
+    """The dead letters (state ``failed``), oldest first; only ``txids`` if given."""
+    select = (
+        f"SELECT txid, seq, created_at, applied_at, last_error FROM {TABLE} WHERE state = 'failed'"
+    )
+    if txids is None:
+        rows = conn.execute(select + " ORDER BY seq").fetchall()
+    else:
+        rows = conn.execute(
+            select + " AND txid IN (SELECT value FROM json_each(?)) ORDER BY seq",
+            (json.dumps(list(txids)),),
+        ).fetchall()
+    return [DeadLetter(*row) for row in rows]
+
+
+def requeue(conn: sqlite3.Connection, txids: Sequence[str]) -> int:
+    """Set dead letters back to ``pending``: recovery applies them again, in commit order."""
+    cur = conn.execute(
+        f"UPDATE {TABLE} SET state = 'pending', applied_at = NULL"
+        " WHERE state = 'failed' AND txid IN (SELECT value FROM json_each(?))",
+        (json.dumps(list(txids)),),
+    )
+    return cur.rowcount
+
+
+@dataclass(frozen=True)
+class DeadLetter:
+    """A committed transaction whose graph or cache work a store rejected when applied alone."""
+
+    txid: str
+    seq: int
+    created_at: float
+    failed_at: float | None
+    error: str | None
+
+
 def prunable(conn: sqlite3.Connection, before: float, limit: int) -> list[tuple[str, bool, bool]]:
-    """Settled intents applied before ``before``: (txid, had graph ops, had cache ops)."""
+    """Intents applied before ``before``: (txid, had graph ops, had cache ops).
+
+    Dead letters (``failed``) are not prunable: they wait for a retry.
+    """
     rows = conn.execute(
         f"SELECT txid, graph_ops <> '[]', cache_ops <> '[]' FROM {TABLE}"
-        " WHERE state <> 'pending' AND applied_at < ? ORDER BY applied_at LIMIT ?",
+        " WHERE state = 'applied' AND applied_at < ? ORDER BY applied_at LIMIT ?",
         (before, limit),
     ).fetchall()
     return [(txid, bool(g), bool(c)) for txid, g, c in rows]

@@ -18,7 +18,7 @@ from __future__ import annotations
 
 import math
 import re
-from collections.abc import Mapping, Sequence
+from collections.abc import Hashable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -274,3 +274,20 @@ def script_args(ops: Sequence[CacheOp], ttl_ms: int) -> list[str]:
         argv.append(str(len(op)))
         argv.extend(op)
     return argv
+
+
+def param_signature(params: Mapping[str, Any]) -> Hashable:
+    """The parameters' names and value types: what Kuzu binds a statement's parameters to.
+
+    Two calls with the same statement text and signature bind alike, so one validation (and one
+    UNWIND list type) holds for both.
+    """
+    return tuple(sorted((name, _type_of(value)) for name, value in params.items()))
+
+
+def _type_of(value: Any) -> Hashable:
+    if isinstance(value, list):
+        return ("list", frozenset(_type_of(v) for v in value))
+    if isinstance(value, dict):
+        return ("map", tuple(sorted((k, _type_of(v)) for k, v in value.items())))
+    return type(value).__name__

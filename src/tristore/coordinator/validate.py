@@ -124,7 +124,7 @@ async def _check_transactions(
     rows = await coord.sqlite.read(lambda c: intent_log.rows(c, ids))
     report.transactions = len(rows) if ids is None else len(ids)
     committed = set()
-    horizon = time.time() - coord.marker_ttl
+    horizon = time.time() - coord.settings.marker_ttl
     for txid, state, has_graph, has_cache, applied_at, last_error in rows:
         committed.add(txid)
         if state == "pending":

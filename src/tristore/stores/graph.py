@@ -239,6 +239,9 @@ class GraphStore:
         # Kuzu leaks every statement execute(text, params) prepares: reuse prepared ones.
         self.prepared = PreparedStatements()
         self._workers = readers
+        # A write transaction was rolled back and no CHECKPOINT has run since (see contain()).
+        self._tainted = False
+        self._containments = 0
         self.writer: Pool[Any] = Pool(
             _GraphConnector(self, writer=True),
             PoolConfig(min_size=1, max_size=1),
@@ -431,14 +434,43 @@ class GraphStore:
         )
 
     async def write_fn(self, fn: Callable[[Any], T], *, timeout: float | None = None) -> T:
-        """Run ``fn(conn)`` between BEGIN TRANSACTION and COMMIT on the writer lane."""
-        async with self.writer.acquire(timeout=timeout) as conn:
-            try:
-                return await self.run(conn, lambda c: _in_transaction(c, fn))
-            except Exception as exc:
-                # Covers a failed BEGIN: reusing that connection would segfault the process.
-                self.writer.discard(conn)
-                raise translate(exc) from exc
+        """Run ``fn(conn)`` between BEGIN TRANSACTION and COMMIT on the writer lane (one hop)."""
+        async with self.transaction(timeout=timeout) as tx:
+            return await tx.run(fn, commit=True)
+
+    def transaction(self, *, timeout: float | None = None) -> GraphWriteTx:
+        """A Kuzu write transaction on the writer lane: ``async with graph.transaction() as tx``.
+
+        ``await tx.run(fn)`` runs ``fn(conn)`` inside it on the writer thread (BEGIN rides on the
+        first call); ``await tx.run(fn, commit=True)`` also commits, in the same hop. Leaving the
+        block without a commit, or after any error, rolls back and contains the engine (see
+        :meth:`contain`); the lane is held from entering the block to leaving it.
+        """
+        return GraphWriteTx(self, timeout)
+
+    async def contain(self) -> None:
+        """Make the engine safe to write again after a rolled-back write transaction.
+
+        Kuzu 0.11.3 leaves a node that a rolled-back write transaction had updated failing every
+        later update ("Write-write conflict of updating the same row"), or crashes on a later
+        rollback, until the Database is reopened; a CHECKPOINT rebuilds the same in-memory state
+        and clears it (tests/integration/test_graph_containment.py reproduces it against the raw
+        engine). Ladybug does not have the defect; the CHECKPOINT is harmless there. Until it has
+        succeeded, every write transaction checkpoints first.
+        """
+        self._tainted = True
+        with contextlib.suppress(Exception):
+            async with self.writer.acquire() as conn:
+                await self._checkpoint(conn)
+
+    async def _checkpoint(self, conn: Any) -> None:
+        try:
+            await self.run(conn, _checkpoint)
+        except Exception:
+            self.writer.discard(conn)
+            raise
+        self._tainted = False
+        self._containments += 1
 
     async def version(self) -> str:
         rows = await self.query_rows("CALL db_version() RETURN *")
@@ -459,6 +491,11 @@ class GraphStore:
 
     def stats(self) -> dict[str, dict[str, Any]]:
         return {"writer": self.writer.stats(), "readers": self.readers.stats()}
+
+    @property
+    def containments(self) -> int:
+        """CHECKPOINTs run to contain a rolled-back write transaction (see :meth:`contain`)."""
+        return self._containments
 
 
 def _observed(cfuture: concurrent.futures.Future[Any]) -> asyncio.Future[Any]:
@@ -541,14 +578,93 @@ def _run_statements(
     ]
 
 
-def _in_transaction(conn: Any, fn: Callable[[Any], T]) -> T:
-    conn.execute("BEGIN TRANSACTION")
+def _checkpoint(conn: Any) -> None:
+    conn.execute("CHECKPOINT")
+
+
+def _step(conn: Any, fn: Callable[[Any], T], *, begin: bool, commit: bool) -> T:
+    """BEGIN (if asked), ``fn``, COMMIT (if asked); on any error Kuzu has rolled back already,
+    and the ROLLBACK here makes sure of it (the connection is discarded by the caller)."""
+    if begin:
+        # A failed BEGIN leaves the connection unusable (reusing it segfaults): no ROLLBACK then.
+        conn.execute("BEGIN TRANSACTION")
     try:
         result = fn(conn)
+        if commit:
+            conn.execute("COMMIT")
     except BaseException:
-        # The caller discards this connection anyway.
         with contextlib.suppress(Exception):
             conn.execute("ROLLBACK")
         raise
-    conn.execute("COMMIT")
     return result
+
+
+def _rollback(conn: Any) -> None:
+    conn.execute("ROLLBACK")
+
+
+class GraphWriteTx:
+    """One Kuzu write transaction on the writer lane; see :meth:`GraphStore.transaction`."""
+
+    __slots__ = ("_acquire", "_conn", "_graph", "_timeout", "begun", "done")
+
+    def __init__(self, graph: GraphStore, timeout: float | None) -> None:
+        self._graph = graph
+        self._timeout = timeout
+        self._acquire: Any = None
+        self._conn: Any = None
+        self.begun = False  # BEGIN ran: a rollback is needed unless committed
+        self.done = False  # committed, or failed and rolled back
+
+    async def __aenter__(self) -> GraphWriteTx:
+        graph = self._graph
+        self._acquire = graph.writer.acquire(timeout=self._timeout)
+        conn = await self._acquire.__aenter__()
+        if graph._tainted:
+            try:
+                await graph._checkpoint(conn)
+            except BaseException as exc:
+                await self._acquire.__aexit__(type(exc), exc, exc.__traceback__)
+                raise StoreUnavailable(
+                    STORE, f"the graph engine could not be made safe after a rollback: {exc}"
+                ) from exc
+        self._conn = conn
+        return self
+
+    async def run(self, fn: Callable[[Any], T], *, commit: bool = False) -> T:
+        if self.done:
+            raise QueryError(STORE, "the graph write transaction has ended")
+        begin = not self.begun
+        self.begun = True
+        try:
+            result = await self._graph.run(
+                self._conn, lambda c: _step(c, fn, begin=begin, commit=commit)
+            )
+        except BaseException as exc:
+            self.done = True
+            self._failed()
+            if isinstance(exc, Exception):
+                raise translate(exc) from exc
+            raise
+        if commit:
+            self.done = True
+        return result
+
+    def _failed(self) -> None:
+        """The engine rolled back (or the connection's state is unknown): discard, contain."""
+        graph, conn = self._graph, self._conn
+        with contextlib.suppress(Exception):
+            graph.writer.discard(conn)
+        graph._tainted = True  # checkpointed by the next write transaction, on a new connection
+
+    async def __aexit__(self, exc_type: Any, exc: BaseException | None, tb: Any) -> None:
+        try:
+            if self.begun and not self.done:
+                self.done = True
+                try:
+                    with contextlib.suppress(Exception):
+                        await asyncio.shield(self._graph.run(self._conn, _rollback))
+                finally:
+                    self._failed()
+        finally:
+            await self._acquire.__aexit__(exc_type, exc, tb)
