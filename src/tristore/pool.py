@@ -921,23 +921,24 @@ class Pool(Generic[C]):
                 self._connections_lost += 1
                 self._discard_into(closes, holder)
                 ping_errors.append(f"[{self._connector.store}] health check failed: {outcome!r}")
-        if closes:
-            # A discarded connection keeps its slot until it is closed; the replacements for
-            # min_size start as the closes finish (_close_finished). asyncio.wait, unlike
-            # gather, does not cancel the closes if this check is cancelled.
-            await asyncio.wait(closes)
-        if self._closed:
+        if self._closed:  # closed while pinging
             return {
                 "ok": False,
                 "checked": len(holders),
                 "discarded": len(closes),
                 "error": self._closed_error().args[0],
             }
+        # Below min_size before this check (earlier connects failed): refill now. The slots of
+        # the connections just discarded are refilled as their closes finish (_close_finished).
         for _ in range(self._min_size - self._nconns):
             self._start_connect()
-        if self._nconns == 0:
-            # An empty pool (min_size 0) has nothing to ping: probe with one connection, which
-            # then stays idle. A pool whose connections are all in use is taken to be healthy.
+        if closes:
+            # asyncio.wait, unlike gather, does not cancel the closes if this check is.
+            await asyncio.wait(closes)
+        if self._nconns == 0 and self._connections_num == attempts and not self._closed:
+            # Nothing left to ping and no connect tried (min_size 0): probe with one connection,
+            # which then stays idle. A pool whose connections are all in use is taken to be
+            # healthy.
             self._start_connect()
         # Wait for every connect under way, including the replacements for the discarded ones:
         # whether they worked says whether the store is reachable right now.
