@@ -18,8 +18,9 @@ import pytest
 from tristore.coordinator import Coordinator
 from tristore.errors import ConfigError, CoordinatorError, StoreUnavailable
 from tristore.stores import SQLiteStore
-from tristore.stores import sqlite as sqlite_module
 from tristore.stores.sqlite import ReplayDiverged, inline_eligible
+from tristore.stores.sqlite import writer as writer_module
+from tristore.stores.sqlite.writer import WriteEngine
 from tristore.testing import Stores, store_settings
 
 INSERT = (
@@ -325,8 +326,9 @@ async def test_background_checkpoint_bounds_the_wal(tmp_path: Path) -> None:
 
 
 async def test_a_pinned_wal_is_restarted_past_the_hard_limit(tmp_path: Path) -> None:
-    """A reader holding a snapshot keeps PASSIVE from ever finishing, so the WAL would grow for
-    as long as it is held: past HARD_FACTOR x the limit, the next write restarts the WAL first."""
+    """A reader holding a snapshot keeps PASSIVE from ever finishing, so the WAL grows for as
+    long as it is held: past HARD_FACTOR x the limit, writes try a restart (which the reader
+    refuses: nothing waits for it), and the first try after the reader is gone restarts it."""
     limit = 64 * 1024
     store = await _open(tmp_path, checkpoint_wal_bytes=limit)
     wal = Path(f"{store.path}-wal")
@@ -543,7 +545,7 @@ async def test_a_back_to_back_inline_writer_lets_a_woken_task_run_before_its_nex
     """A task woken while the writer works (a timer firing, a reply arriving) runs before the
     writer's next slice: a wake-up takes two loop turns (callback, then task), so the writer
     yields twice. A slice of 0 makes every write end a slice, so nothing here depends on time."""
-    monkeypatch.setattr(sqlite_module, "INLINE_SLICE_S", 0.0)
+    monkeypatch.setattr(writer_module, "INLINE_SLICE_S", 0.0)
     store = await _open(tmp_path)
     loop = asyncio.get_running_loop()
     try:
@@ -582,13 +584,14 @@ async def test_an_inline_write_yields_to_the_loop_after_giving_the_lane_back(
     turns too (seen as lower throughput of concurrent writes)."""
     store = await _open(tmp_path)
     free_at_yield: list[int] = []
-    original = SQLiteStore._yield_now_and_then
+    original = WriteEngine.yield_slice
 
-    async def spy(self: SQLiteStore) -> None:
-        free_at_yield.append(self.writer.stats()["pool_available"])
+    async def spy(self: WriteEngine) -> None:
+        free_at_yield.append(self.pool.stats()["pool_available"])
         await original(self)
 
-    monkeypatch.setattr(SQLiteStore, "_yield_now_and_then", spy)
+    monkeypatch.setattr(WriteEngine, "yield_slice", spy)
+    monkeypatch.setattr(writer_module, "INLINE_SLICE_S", 0.0)
     try:
         await asyncio.gather(*(store.execute(INSERT, (f"y{n}@x.io",)) for n in range(3)))
         assert len(free_at_yield) == 3
