@@ -225,7 +225,7 @@ def test_both_sides_of_each_workload_are_counted_at_once_with_the_same_verdicts(
             raise result
         return result
 
-    concurrent = gi.run_section(Path("b"), Path("h"), measure=measure)
+    concurrent = gi.run_section(Path("b"), Path("h"), measure=measure, profile=None)
     assert sorted(overlapped) == sorted(f"{n}:{s}" for n in names for s in ("b", "h"))
     assert [c.name for c in concurrent.comparisons] == names  # reported in workload order
 
@@ -253,8 +253,9 @@ def test_an_injected_head_waits_for_its_base(monkeypatch: pytest.MonkeyPatch) ->
     measure, calls = fake_measure({(Path("b"), True): BASE, (Path("h"), True): HEAD})
     monkeypatch.setattr(gi, "loop_cost", lambda _measure: gi.LoopCost(per_iteration=76.0))
     section = gi.run_section(
-        Path("b"), Path("h"), only=["pool_checkout"], inject_percent=5, measure=measure
-    )
+        Path("b"), Path("h"), only=["pool_checkout"], inject_percent=5, measure=measure,
+        profile=None,
+    )  # fmt: skip
     assert [c["library"] for c in calls] == [Path("b"), Path("h")]
     assert section.comparisons[0].injected_iterations == 5
 

@@ -13,6 +13,7 @@ import click
 
 #: name -> module exposing a click ``command``.
 COMMANDS: dict[str, str] = {
+    "attribute": "tristore_bench.attribution",
     "bench-smoke": "tristore_bench.smoke",
     "compare": "tristore_bench.compare",
     "count-noise": "tristore_bench.count_noise",

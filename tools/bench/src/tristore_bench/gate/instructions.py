@@ -38,6 +38,7 @@ iterations alone.
 
 from __future__ import annotations
 
+import dataclasses
 import math
 import re
 import time
@@ -47,7 +48,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from tristore_bench import instructions
+from tristore_bench import attribution, instructions
 from tristore_bench.gate.stats import Verdict, threshold_verdict
 from tristore_bench.workloads import INJECT_ENV, WORKLOADS
 
@@ -82,6 +83,9 @@ class InstrComparison:
     seconds: float = 0.0
     injected_iterations: int = 0
     injected_per_op: float = 0.0  # what those iterations add, from the loop's calibration
+    # (module:qualname, Δ inclusive, Δ self) bytecodes per op, head minus base: the Python view.
+    python_top: tuple[tuple[str, float, float], ...] = ()
+    python_note: str = ""  # why there is no Python view, when a flagged step has none
 
     @property
     def ratio(self) -> float:
@@ -98,6 +102,11 @@ class InstrComparison:
             "ratio": self.ratio,
             "verdict": self.verdict,
             "top_functions": [{"function": f, "delta_per_op": d} for f, d in self.top],
+            "python_functions": [
+                {"function": f, "inclusive_delta_per_op": i, "self_delta_per_op": s}
+                for f, i, s in self.python_top
+            ],
+            "python_note": self.python_note,
             "note": self.note,
             "seconds": self.seconds,
             "injected_iterations": self.injected_iterations,
@@ -332,6 +341,7 @@ def run_section(
     jobs: int = DEFAULT_JOBS,
     progress: Callable[[str], None] = lambda message: None,
     measure: Measure = instructions.measure,
+    profile: Profiler | None = attribution.profile,
 ) -> InstrSection:
     """Every selected workload, base vs head.
 
@@ -357,6 +367,8 @@ def run_section(
         return cost[0]
 
     def report(result: InstrComparison) -> None:
+        if profile is not None and result.verdict in ("regression", "improvement"):
+            result = with_python_view(result, base_src, head_src, profile)
         ratio = "-" if math.isnan(result.ratio) else f"{result.ratio:.4f}"
         progress(
             f"instructions: {result.name}: base {result.base:.0f} head {result.head:.0f} per op, "
@@ -409,6 +421,28 @@ def _concurrent(
                 name, size, base, head, threshold=threshold, all_top=all_top,
                 seconds=max(base.seconds, head.seconds),
             )  # fmt: skip
+
+
+Profiler = Callable[..., attribution.Profile]
+
+
+def with_python_view(
+    result: InstrComparison, base_src: Path, head_src: Path, profile: Profiler
+) -> InstrComparison:
+    """``result`` with the Python functions whose bytecodes per operation moved most.
+
+    Natively (no valgrind), both sides one after the other; an attribution that fails leaves
+    the verdict as it is and says why.
+    """
+    try:
+        base = profile(result.name, result.n, library=base_src)
+        head = profile(result.name, result.n, library=head_src)
+    except RuntimeError as exc:
+        return dataclasses.replace(result, python_note=f"no Python view: {_last_line(exc)}")
+    rows = attribution.moved(base, head)
+    return dataclasses.replace(
+        result, python_top=tuple((r.function, r.inclusive, r.self_ops) for r in rows)
+    )
 
 
 def _last_line(error: BaseException) -> str:

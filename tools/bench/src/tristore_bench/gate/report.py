@@ -213,12 +213,35 @@ def instructions_markdown(section: InstrSection) -> list[str]:
         f"**improvement** < {1 - section.threshold:g} (threshold {pct:g}%), else **unchanged**. "
         "Interpreter-level C functions are what callgrind sees, not Python functions.",
     ]
+    python = [c for c in section.comparisons if c.python_top or c.python_note]
+    if python:
+        lines += [
+            "",
+            "**Where in the Python code** (bytecodes executed per operation by each "
+            "`module:qualname`, head minus base; inclusive = with its callees; counted natively "
+            "under the same fixed conditions, `tristore-bench attribute`):",
+            "",
+        ]
+        for c in python:
+            lines += [f"**`{c.name}`** ({_ICONS[c.verdict]}, x{c.ratio:.4f})", ""]
+            if c.python_note:
+                lines += [c.python_note, ""]
+                continue
+            lines += [
+                "| Python function | Δ inclusive / op | Δ self / op |",
+                "|---|---:|---:|",
+            ]
+            lines += [
+                f"| `{name}` | {fmt_delta(incl)} | {fmt_delta(own)} |"
+                for name, incl, own in c.python_top
+            ]
+            lines.append("")
     moved = [c for c in section.comparisons if c.top]
     if moved:
         lines += [
             "",
-            "<details><summary>Where the instructions went (top functions by per-operation "
-            "self-instruction change, head minus base)</summary>",
+            "<details><summary>Where the instructions went in C (callgrind's top functions by "
+            "per-operation self-instruction change, head minus base)</summary>",
             "",
         ]
         for c in moved:
