@@ -1021,9 +1021,11 @@ class Pool(Generic[C]):
         """psycopg_pool's metric set, plus reuse and discard counters. Times are in ms.
 
         As in psycopg_pool, ``connections_num`` counts connection *attempts*, failed ones
-        included (``connections_errors`` of them failed), and ``connections_ms`` is the time
-        all of them took; ``pool_size`` counts connections being made, idle, in use, and
-        discarded ones until their close has returned (they are still open at the store).
+        included (``connections_errors`` of them failed). ``connections_ms`` is the time all
+        those attempts took (psycopg_pool counts the successful ones only), so
+        ``connections_ms / connections_num`` is the mean cost of an attempt. ``pool_size``
+        counts connections being made, idle, in use, and discarded ones until their close has
+        returned (they are still open at the store, and count against ``pool_max``).
         """
         checkouts = self._checkouts
         reused = checkouts - self._fresh
