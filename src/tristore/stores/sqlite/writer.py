@@ -68,9 +68,10 @@ class Budget:
     interruption fails too (if it has at least STEP_INTERVAL steps).
     """
 
-    __slots__ = ("left", "tripped")
+    __slots__ = ("left", "max_steps", "tripped")
 
     def __init__(self, max_steps: int) -> None:
+        self.max_steps = max_steps
         self.left = max_steps
         self.tripped = False
 
@@ -84,7 +85,7 @@ class Budget:
 def run_inline(
     conn: sqlite3.Connection,
     fn: Callable[[sqlite3.Connection], T],
-    max_steps: int,
+    budget: Budget,
     *,
     begin: bool,
     end: bool,
@@ -93,9 +94,11 @@ def run_inline(
 
     Returns (DONE, result), or (BUSY | BUDGET, None) after rolling the whole transaction back:
     the caller redoes it on the writer thread. Any other error propagates with the transaction
-    left as SQLite left it (the caller rolls back).
+    left as SQLite left it (the caller rolls back). ``budget`` is re-armed here: one per engine
+    serves every inline step, which run one at a time on the loop's thread.
     """
-    budget = Budget(max_steps)
+    budget.left = budget.max_steps
+    budget.tripped = False
     conn.set_progress_handler(budget, STEP_INTERVAL)
     try:
         if begin:
@@ -228,7 +231,7 @@ class WriterTx:
         """Run ``fn(conn)`` in the transaction (BEGIN IMMEDIATE first if needed, COMMIT after)."""
         if self._inline:
             outcome, result = run_inline(
-                self.conn.raw, fn, self.engine.max_steps, begin=not self._begun, end=commit
+                self.conn.raw, fn, self.engine.budget, begin=not self._begun, end=commit
             )
             if outcome is DONE:
                 return self._done(fn, result, commit)  # type: ignore[arg-type]
@@ -313,7 +316,7 @@ class WriteEngine:
         self, pool: Pool[SQLiteConnection], settings: Settings, checkpointer: Checkpointer
     ) -> None:
         self.pool = pool
-        self.max_steps = settings.sqlite.inline_max_steps
+        self.budget = Budget(settings.sqlite.inline_max_steps)
         self.busy_timeout_ms = settings.sqlite.busy_timeout_ms
         self.checkpointer = checkpointer
         self.counters = dict.fromkeys(WRITE_COUNTERS, 0)
@@ -334,27 +337,50 @@ class WriteEngine:
 
     # -- the three ways in ------------------------------------------------------------------
     async def write(self, fn: Callable[[sqlite3.Connection], T], timeout: float | None) -> T:
-        """A whole transaction: ``fn`` then COMMIT, in one step (see ``SQLiteStore.write``)."""
+        """A whole transaction: ``fn`` then COMMIT, in one step (see ``SQLiteStore.write``).
+
+        :meth:`WriterTx.step` with ``commit=True``, its inline half written out here: the
+        commonest write then costs no WriterTx and no coroutine of its own.
+        """
         async with self.pool.acquire(timeout=timeout) as conn:
             checkpointer = self.checkpointer
-            restarted = (
-                checkpointer.must_restart or checkpointer.want_restart
-            ) and await checkpointer.relieve(conn)
-            tx = WriterTx(self, conn, inline=not restarted)
-            try:
-                result = await tx.step(fn, commit=True)
-            except BaseException as exc:
-                if not await tx.abandon():
-                    self.pool.discard(conn)
-                if isinstance(exc, DRIVER_ERRORS):
-                    raise translate(exc) from exc
-                raise
-            threaded = tx.committed_on_thread
+            if conn.inline and not (
+                (checkpointer.must_restart or checkpointer.want_restart)
+                and await checkpointer.relieve(conn)
+            ):
+                try:
+                    outcome, result = run_inline(conn.raw, fn, self.budget, begin=True, end=True)
+                except BaseException as exc:
+                    try:
+                        rollback(conn.raw)
+                    except sqlite3.Error:
+                        self.pool.discard(conn)  # a failed ROLLBACK: its state is unknown
+                    if isinstance(exc, DRIVER_ERRORS):
+                        raise translate(exc) from exc
+                    raise
+                if outcome is DONE:
+                    self.committed(conn, threaded=False)
+                    inline = True
+                else:
+                    self.fell_back(outcome)
+                    inline = False
+            else:
+                inline = False
+            if not inline:
+                tx = WriterTx(self, conn, inline=False)
+                try:
+                    return await tx.step(fn, commit=True)  # type: ignore[no-any-return]
+                except BaseException as exc:
+                    if not await tx.abandon():
+                        self.pool.discard(conn)
+                    if isinstance(exc, DRIVER_ERRORS):
+                        raise translate(exc) from exc
+                    raise
         # After the lane is back: a yield while holding it would keep every queued writer
         # waiting through the loop turns too.
-        if not threaded and time.perf_counter() - self._ran_since >= INLINE_SLICE_S:
+        if time.perf_counter() - self._ran_since >= INLINE_SLICE_S:
             await self.yield_slice()
-        return result
+        return result  # type: ignore[return-value]
 
     @asynccontextmanager
     async def lane(self, timeout: float | None, *, inline: bool = True) -> AsyncIterator[WriterTx]:
