@@ -30,6 +30,12 @@ guard. On the inline path:
   has already acted on the first result, and the transaction may be retried.
 * Checkpoints never run inside an inline COMMIT (``wal_autocheckpoint = 0``): see
   :mod:`~tristore.stores.sqlite.checkpoints`.
+
+A second process writing the same file costs this process its inline path whenever that
+process holds the write lock: the write meets SQLITE_BUSY, is redone on the writer thread (a
+thread hop, then a wait of up to ``sqlite.busy_timeout_ms`` for the lock, which is where single
+writes stall), and a step-by-step transaction redone that way can find the other process's rows
+and end in :class:`ReplayDiverged`. The file stays consistent; retrying is the caller's part.
 """
 
 from __future__ import annotations
@@ -207,7 +213,6 @@ class WriterTx:
         "_steps",
         "_threaded",
         "_unsure",
-        "committed_on_thread",
         "conn",
         "engine",
     )
@@ -220,7 +225,6 @@ class WriterTx:
         self._begun = False
         self._threaded = False  # some step of this transaction ran on the thread
         self._unsure = False  # a hop was cancelled: it may still be running on the thread
-        self.committed_on_thread = False  # how the last COMMIT ran (the lane yields after inline)
 
     @property
     def in_transaction(self) -> bool:
@@ -263,8 +267,7 @@ class WriterTx:
                 self._steps.append((fn, result))
             self._begun = True
             return result
-        self.committed_on_thread = threaded = self._threaded
-        self.engine.committed(self.conn, threaded=threaded)
+        self.engine.committed(self.conn, threaded=self._threaded)
         self._forget()
         return result
 
@@ -274,8 +277,13 @@ class WriterTx:
 
     @property
     def settled(self) -> bool:
-        """No transaction open, and no hop that could still open one."""
-        return not (self._begun or self._unsure or self.conn.raw.in_transaction)
+        """No transaction open, and no hop that could still open one (False if unknown)."""
+        if self._begun or self._unsure:
+            return False
+        try:
+            return not self.conn.raw.in_transaction
+        except sqlite3.Error:  # closed under us (a pool closed with a timeout)
+            return False
 
     async def rollback(self) -> None:
         """Roll the transaction back (a no-op if none is open); errors propagate."""
