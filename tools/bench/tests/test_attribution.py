@@ -180,3 +180,10 @@ def test_a_real_step_is_named_at_its_python_function(libraries: tuple[Path, Path
     assert math.isclose(
         sum(head.self_ops.values()) - sum(base.self_ops.values()), top.self_ops
     )  # nothing else moved
+
+
+def test_repeat_spread_names_what_varies() -> None:
+    same = _profile(self_ops={"m:f": 1.0, "asyncio.base_events:x": 5.0}, inclusive={})
+    other = _profile(self_ops={"m:f": 1.0, "asyncio.base_events:x": 5.5}, inclusive={})
+    assert attribution.repeat_spread([same, same]) == []
+    assert attribution.repeat_spread([same, other, same]) == [("asyncio.base_events:x", 5.0, 5.5)]

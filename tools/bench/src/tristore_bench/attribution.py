@@ -19,9 +19,11 @@ As for the counts, a workload runs at N and 2N operations and the table is their
 operation, so set-up and the fixed cost of the region cancel. Bytecodes are not machine
 instructions (a bytecode that calls into SQLite costs far more than one that loads a local), so
 this is the second view beside callgrind's C table: it names *where in the Python code* a step
-came from, while the count's total says how much. Whether it repeats exactly is measured per
-workload (``tristore-bench attribute --repeat``); the determinism of each workload's count is what
-the settled loop gives it.
+came from, while the count's total says how much. ``tristore-bench attribute W --repeat 3`` shows
+whether it repeats: for the pool, SQLite-write and Redis-pipeline workloads every table is
+identical; for those that wait on Kuzu's worker thread only the event loop's own polling functions
+(``asyncio.base_events``, ``selectors``, the settled loop) vary, by how many polls found a reply
+already there, while every library function repeats exactly.
 
 ``tristore-bench attribute WORKLOAD --base REF [--head REF]`` prints the functions whose
 inclusive and self bytecodes per operation moved most between two libraries.
@@ -265,6 +267,22 @@ def moved(base: Profile, head: Profile, k: int = TOP_K) -> list[Moved]:
     return rows[:k]
 
 
+def repeat_spread(profiles: Sequence[Profile]) -> list[tuple[str, float, float]]:
+    """(function, lowest, highest) self bytecodes per op of the functions whose repeats differ.
+
+    Ordered by how far apart, then by name. What varies, where anything does, is the event
+    loop's polling (how many polls found a reply already there), not the library's code.
+    """
+    names = sorted({name for p in profiles for name in p.self_ops})
+    varying = []
+    for name in names:
+        values = [p.self_ops.get(name, 0.0) for p in profiles]
+        if min(values) != max(values):
+            varying.append((name, min(values), max(values)))
+    varying.sort(key=lambda row: (-(row[2] - row[1]), row[0]))
+    return varying
+
+
 def markdown_table(rows: Sequence[Moved]) -> list[str]:
     """The rows as a Markdown table (the gate report's and the site's)."""
     lines = [
@@ -311,14 +329,17 @@ def command(
             head_src, head_desc = source(head_ref)
             heads = [profile(workload, n, library=head_src) for _ in range(repeat)]
             if repeat > 1:
-                same = all(
-                    (p.self_ops, p.inclusive) == (heads[0].self_ops, heads[0].inclusive)
-                    for p in heads
-                )
                 total = sum(heads[0].self_ops.values())
+                varying = repeat_spread(heads)
+                summary = (
+                    "every table identical"
+                    if not varying
+                    else f"{len(varying)} function(s) vary: "
+                    + ", ".join(f"{name} (self {lo:g}..{hi:g})" for name, lo, hi in varying[:4])
+                )
                 click.echo(
-                    f"{workload} at {head_desc}: {repeat} profiles, {total:,.1f} bytecodes/op, "
-                    f"{'every table identical' if same else 'TABLES DIFFER'}"
+                    f"{workload} at {head_desc}: {repeat} profiles, {total:,.1f} bytecodes/op; "
+                    + summary
                 )
             if base_ref is None:
                 rows = sorted(heads[0].inclusive.items(), key=lambda kv: (-kv[1], kv[0]))[:k]

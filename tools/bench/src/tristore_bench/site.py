@@ -160,6 +160,7 @@ class SiteReport:
     pages: list[Path] = field(default_factory=list)
     vendored: dict[str, Path] = field(default_factory=dict)  # CDN URL -> local file
     npm_ran: bool = False
+    attribution: list[Path] = field(default_factory=list)  # one page per flagged count step
 
 
 # --------------------------------------------------------------------------------------------
@@ -354,8 +355,16 @@ def build_site(
     config: Path | str = "asv.conf.json",
     html_dir: Path | None = None,
     npm_root: Path | None = None,
+    *,
+    attribution: bool = True,
 ) -> SiteReport:
-    """asv publish + npm install + vendor + rewrite. ``npm_root`` defaults to :data:`NPM_ROOT`."""
+    """asv publish + npm install + vendor + rewrite, and the attribution pages of count steps.
+
+    ``npm_root`` defaults to :data:`NPM_ROOT`. ``attribution``: a page per flagged count step
+    (:mod:`tristore_bench.site_attribution`), linked from the Regressions page.
+    """
+    from tristore_bench import site_attribution
+
     paths = asv_paths(config)
     root = Path(npm_root).resolve() if npm_root is not None else NPM_ROOT
     target = publish(paths.config, html_dir)
@@ -363,6 +372,10 @@ def build_site(
     report.npm_ran = ensure_node_modules(root)
     report.vendored = vendor(target, root / "node_modules")
     report.pages = rewrite_pages(target)
+    if attribution:
+        pages = site_attribution.write_pages(target, paths.repo)
+        report.attribution = [p.path for p in pages]
+        site_attribution.link_from_index(target)
     return report
 
 
@@ -403,14 +416,23 @@ def url_of(server: ThreadingHTTPServer) -> str:
     "--serve/--no-serve", "serve_site", default=False, show_default=True, help="Serve when built."
 )
 @click.option("--port", type=click.IntRange(0, 65535), default=0, help="Port (0: a free one).")
-def command(config: Path, html_dir: Path | None, serve_site: bool, port: int) -> None:
+@click.option(
+    "--attribution/--no-attribution",
+    default=True,
+    show_default=True,
+    help="A Python-attribution page per flagged count step (natively, cached).",
+)
+def command(
+    config: Path, html_dir: Path | None, serve_site: bool, port: int, attribution: bool
+) -> None:
     """Publish the asv results as a site that needs no network, optionally serving it."""
     try:
-        report = build_site(config, html_dir)
+        report = build_site(config, html_dir, attribution=attribution)
         installed = ", installed now" if report.npm_ran else ""
         click.echo(
             f"site: {report.html_dir / 'index.html'} ({len(report.vendored)} files vendored from "
-            f"npm{installed}; {len(report.pages)} page(s) rewritten)"
+            f"npm{installed}; {len(report.pages)} page(s) rewritten; "
+            f"{len(report.attribution)} attribution page(s))"
         )
         if not serve_site:
             return
