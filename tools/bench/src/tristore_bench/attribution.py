@@ -21,9 +21,11 @@ instructions (a bytecode that calls into SQLite costs far more than one that loa
 this is the second view beside callgrind's C table: it names *where in the Python code* a step
 came from, while the count's total says how much. ``tristore-bench attribute W --repeat 3`` shows
 whether it repeats: for the pool, SQLite-write and Redis-pipeline workloads every table is
-identical; for those that wait on Kuzu's worker thread only the event loop's own polling functions
+identical; for the Kuzu point read only the event loop's own polling functions
 (``asyncio.base_events``, ``selectors``, the settled loop) vary, by how many polls found a reply
-already there, while every library function repeats exactly.
+already there; in the coordinated transaction and the order flow, whose graph batches depend on
+when Kuzu's worker thread answers, a few coordinator functions' self counts also move by about
+0.1 bytecode per operation. A step worth flagging (1% of the count) is far above all of these.
 
 ``tristore-bench attribute WORKLOAD --base REF [--head REF]`` prints the functions whose
 inclusive and self bytecodes per operation moved most between two libraries.
