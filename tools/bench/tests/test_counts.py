@@ -2,9 +2,11 @@
 
 from __future__ import annotations
 
+import contextlib
 import importlib
 import json
 import sys
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -182,9 +184,11 @@ class FakeMeasure:
     def __init__(self, per_op: list[float]) -> None:
         self.per_op = list(per_op)
         self.calls: list[tuple[str, Path | None]] = []
+        self.envs: list[dict[str, str] | None] = []
 
     def __call__(self, workload: str, n: int | None = None, **kwargs: Any) -> Count:
         self.calls.append((workload, kwargs.get("library")))
+        self.envs.append(kwargs.get("env"))
         value = self.per_op.pop(0)
         run = Run(200, 1_000_000, {}, 1.0)
         return Count(workload, 200, value, run, run, "3.19.0")
@@ -192,11 +196,23 @@ class FakeMeasure:
 
 def test_repeat_counts_records_every_count_and_the_spread(tmp_path: Path) -> None:
     fake = FakeMeasure([188_208.9, 188_208.9, 188_400.0])
+    snapshots: list[Path] = []
+
+    @contextlib.contextmanager
+    def library() -> Iterator[Path]:
+        snapshots.append(tmp_path / f"src{len(snapshots)}")
+        yield snapshots[-1]
+
     record = count_noise.repeat_counts(
-        "sqlite_write", 3, tmp_path, commit="c" * 40, command="tristore-bench count-noise",
+        "sqlite_write", 3, library, commit="c" * 40, command="tristore-bench count-noise",
         measure=fake,
     )  # fmt: skip
-    assert fake.calls == [("sqlite_write", tmp_path)] * 3
+    # A fresh snapshot (another path) for every repeat.
+    assert fake.calls == [("sqlite_write", path) for path in snapshots]
+    assert len(set(snapshots)) == 3
+    # ... and another heap layout: the first as asv runs it, the others padded.
+    assert fake.envs[0] is None
+    assert [len(e[count_noise.LAYOUT_ENV]) for e in fake.envs[1:] if e] == [1000, 2000]
     assert record.benchmark == "instructions.SQLiteWrite"
     assert record.per_op == [188_208.9, 188_208.9, 188_400.0]
     assert record.spread == pytest.approx((188_400.0 - 188_208.9) / 188_208.9)
@@ -204,6 +220,7 @@ def test_repeat_counts_records_every_count_and_the_spread(tmp_path: Path) -> Non
     data = json.loads(path.read_text())["workloads"]["sqlite_write"]
     assert data["commit"] == "c" * 40 and data["repeats"] == 3 and data["valgrind"] == "3.19.0"
     assert data["command"] == "tristore-bench count-noise"
+    assert data["layouts"] == [0, 1000, 2000]
     loaded = counts.load_noise(path)["sqlite_write"]
     assert loaded.per_op == record.per_op and loaded.spread == record.spread
 

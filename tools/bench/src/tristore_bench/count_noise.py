@@ -1,17 +1,25 @@
 """``tristore-bench count-noise --repeat N [--bench REGEX] [--commit REF]``: repeat one commit.
 
-Counts each selected instruction-count workload ``N`` times on one commit's library (a ``git
-archive`` of its ``src/``, so a working tree that changes meanwhile does not), exactly as the asv
-suite counts it (:func:`tristore_bench.instructions.measure`: N and 2N operations in two valgrind
-processes), one count after another. The spread of those counts is the workload's noise; it is
-merged into ``tools/bench/count-noise.json`` (:data:`tristore_bench.counts.NOISE_FILE`) with the
-command, the commit, valgrind's and Python's versions, and every count, so that anyone can
-measure it again. The change points of the published history hold a count step to
+Counts each selected instruction-count workload ``N`` times on one commit's library, each time
+from a fresh ``git archive`` of its ``src/`` (so a working tree that changes meanwhile does not
+matter) and with an environment variable of another length (:data:`LAYOUT_ENV`: 0, 1000, 2000,
+... characters). Repeats that shared one process layout would agree to the instruction and still
+understate the noise: what a process allocates before the counted region places the heap, and
+objects hashed by address (tasks, futures, handles in sets and dicts) then collide differently,
+so a count moves when an unrelated path, file or variable does. Otherwise each workload is
+counted as the asv suite counts it (:func:`tristore_bench.instructions.measure`: N and 2N
+operations in two valgrind processes), one count after another.
+
+The spread of those counts is the workload's noise; it is merged into
+``tools/bench/count-noise.json`` (:data:`tristore_bench.counts.NOISE_FILE`) with the command,
+the commit, valgrind's and Python's versions, and every count, so that anyone can measure it
+again. The change points of the published history hold a count step to
 max(1%, 3 x that spread) (:mod:`tristore_bench.changepoints`).
 """
 
 from __future__ import annotations
 
+import contextlib
 import platform
 import re
 import shlex
@@ -36,22 +44,34 @@ def selected(pattern: str | None) -> list[str]:
     return found
 
 
+Sources = Callable[[], contextlib.AbstractContextManager[Path]]
+#: A variable whose length differs per repeat; nothing reads it (see the module docstring).
+LAYOUT_ENV = "TRISTORE_BENCH_LAYOUT"
+LAYOUT_STEP = 1000
+
+
+def layout_env(repeat_index: int) -> dict[str, str]:
+    """The padding of repeat ``repeat_index`` (0: none, as asv runs it)."""
+    return {LAYOUT_ENV: "." * (LAYOUT_STEP * repeat_index)} if repeat_index else {}
+
+
 def repeat_counts(
     workload: str,
     repeat: int,
-    library: Path,
+    library: Sources,
     *,
     commit: str,
     command: str,
     measure: Measure = callgrind.measure,
     progress: Callable[[str], None] = lambda _m: None,
 ) -> counts.WorkloadNoise:
-    """``repeat`` counts of ``workload`` on ``library``, one after another."""
+    """``repeat`` counts of ``workload``, one after another, each on a fresh ``library()``."""
     values: list[float] = []
     n = 0
     valgrind: str | None = None
     for i in range(repeat):
-        result = measure(workload, library=library)
+        with library() as src:
+            result = measure(workload, library=src, env=layout_env(i) or None)
         n, valgrind = result.n, result.valgrind
         values.append(result.per_op)
         progress(
@@ -68,6 +88,7 @@ def repeat_counts(
         valgrind=valgrind,
         python=platform.python_version(),
         command=command,
+        layouts=[len(layout_env(i).get(LAYOUT_ENV, "")) for i in range(repeat)],
     )
 
 
@@ -109,15 +130,14 @@ def command(repeat: int, pattern: str | None, ref: str, path: Path | None) -> No
         root = repo_root()
         sha = describe(ref, root).split("(")[-1].rstrip(")")
         full = _full_hash(ref, root)
-        with checkout_src(ref, root) as src:
-            click.echo(f"count-noise: {', '.join(workloads)} x{repeat} at {sha}", err=True)
-            for workload in workloads:
-                record = repeat_counts(
-                    workload, repeat, src, commit=full, command=line,
-                    progress=lambda m: click.echo(m, err=True),
-                )  # fmt: skip
-                records[workload] = record
-                counts.write_noise(records, target)  # after each workload: resumable
+        click.echo(f"count-noise: {', '.join(workloads)} x{repeat} at {sha}", err=True)
+        for workload in workloads:
+            record = repeat_counts(
+                workload, repeat, lambda: checkout_src(full, root), commit=full, command=line,
+                progress=lambda m: click.echo(m, err=True),
+            )  # fmt: skip
+            records[workload] = record
+            counts.write_noise(records, target)  # after each workload: resumable
     except GateError as exc:
         raise click.ClickException(str(exc)) from exc
     click.echo(f"{'workload':<18} {'n':>5} {'repeats':>7} {'min/op':>12} {'spread':>8}  flag at")

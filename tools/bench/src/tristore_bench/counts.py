@@ -137,6 +137,8 @@ class WorkloadNoise:
     valgrind: str | None = None
     python: str = ""
     command: str = ""
+    # The length of the layout padding of each repeat (count_noise.LAYOUT_ENV); [] if unrecorded.
+    layouts: list[int] = field(default_factory=list)
     extra: dict[str, Any] = field(default_factory=dict)
 
     @property
@@ -171,6 +173,7 @@ def load_noise(path: Path | None = None) -> dict[str, WorkloadNoise]:
             valgrind=entry.get("valgrind"),
             python=str(entry.get("python", "")),
             command=str(entry.get("command", "")),
+            layouts=[int(x) for x in entry.get("layouts", [])],
         )
     return found
 
