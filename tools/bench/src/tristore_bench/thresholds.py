@@ -454,7 +454,9 @@ def command(
     for n in noise:
         value = n.threshold(k_step, k_ci, floor, cap, count_floor)
         shown = "floor" if value is None else f"{value:.3f}" if n.is_count else f"{value:.2f}"
-        if n.resolution is not None and value == _ceil_pct(K_RESOLUTION * n.resolution):
+        if n.is_count:
+            shown += " (repeat noise)" if value is not None and value > count_floor else ""
+        elif n.resolution is not None and value == _ceil_pct(K_RESOLUTION * n.resolution):
             shown += " (resolution)"
         elif value is not None and value >= cap:
             shown += " (capped: too noisy)"
