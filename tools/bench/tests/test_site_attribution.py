@@ -5,6 +5,8 @@ from __future__ import annotations
 
 import contextlib
 import json
+import shutil
+import subprocess
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -112,3 +114,14 @@ def test_the_regressions_page_loads_the_links_once(html: Path) -> None:
     assert not site_attribution.link_from_index(html)
     text = (html / "index.html").read_text()
     assert text.count('<script src="attribution/links.js"></script>') == 1
+
+
+def test_the_links_script_parses(tmp_path: Path) -> None:
+    """Syntax only: the rendering is the browser's (test_site.py's headless checks)."""
+    node = shutil.which("node")
+    if node is None:
+        pytest.skip("node is not installed")
+    script = tmp_path / "links.js"
+    script.write_text(site_attribution.LINKS_JS)
+    done = subprocess.run([node, "--check", str(script)], capture_output=True, text=True)
+    assert done.returncode == 0, done.stderr
