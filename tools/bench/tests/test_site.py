@@ -33,7 +33,7 @@ from typing import Any
 import pytest
 from click.testing import CliRunner
 
-from tristore_bench import fingerprint, site, thresholds
+from tristore_bench import fingerprint, site, site_attribution, thresholds
 from tristore_bench import regressions as regressions_mod
 from tristore_bench.asv import HarnessError, asv_command
 
@@ -478,10 +478,11 @@ def test_grid_renders(server: str, browser: DevTools, tmp_path: Path) -> None:
     browser.open(url)
     count = browser.wait_for(
         "document.querySelectorAll('#summarygrid-display .benchmark-plot canvas.flot-base')"
-        ".length >= 2 && document.querySelectorAll('#summarygrid-display .benchmark-container')"
+        ".length >= 3 && document.querySelectorAll('#summarygrid-display .benchmark-container')"
         ".length"
     )
-    assert count == 2, f"grid shows {count} benchmarks, want 2"
+    # bench_toy's sleep and level, and the count.
+    assert count == 3, f"grid shows {count} benchmarks, want 3"
     assert browser.evaluate("location.pathname").endswith("index.html")
     _assert_clean(browser, url, server, tmp_path / "grid.png")
 
@@ -518,6 +519,38 @@ def test_regressions_page_renders(server: str, browser: DevTools, tmp_path: Path
     )
     assert factor == "5.00x", factor
     _assert_clean(browser, url, server, tmp_path / "regressions.png")
+
+
+def test_a_flagged_count_row_links_to_its_attribution_page(
+    published: Published, server: str, browser: DevTools, tmp_path: Path
+) -> None:
+    """links.js on the real Regressions page: the count's row gets the link its index names.
+
+    The toy count is no tristore workload, so the site wrote no page for it; an index entry and
+    a page in the shape site_attribution writes stand in for one.
+    """
+    pages = published.html / site_attribution.PAGES_DIR
+    index = json.loads((pages / "index.json").read_text())
+    assert index == {}  # built by the site step, with the links script
+    assert (pages / site_attribution.LINKS_SCRIPT).is_file()
+    page = f"{site_attribution.PAGES_DIR}/toy.html"
+    (published.html / page).write_text("<html><body><table id='attribution'></table></body></html>")
+    (pages / "index.json").write_text(json.dumps({f"{COUNT}|{published.commits[2]}": page}))
+    try:
+        url = server + "index.html#/regressions"
+        browser.open(url)
+        href = browser.wait_for(
+            "$('#regressions-body a.tristore-attribution').filter(function(){"
+            "return $(this).closest('tr').text().indexOf('track_instructions')>=0;})"
+            ".attr('href') || ''"
+        )
+        assert href == page
+        others = browser.evaluate("$('#regressions-body a.tristore-attribution').length")
+        assert others == 1  # no other row has a page
+        _assert_clean(browser, url, server, tmp_path / "attribution-link.png")
+    finally:
+        (pages / "index.json").write_text(json.dumps(index))
+        (published.html / page).unlink()
 
 
 def test_regressions_command_reads_the_published_site(published: Published) -> None:
