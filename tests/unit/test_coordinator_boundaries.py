@@ -1,9 +1,9 @@
 """The coordinator's modules talk through their interfaces: no private reach-ins, one import order.
 
-The commit protocol (``core``) works on a ``TxState`` through its public methods, and a
-``Transaction`` reaches its coordinator only through a ``TxHost``. A change that reads another
-object's underscore field again, or imports against the order core -> transaction -> txstate,
-fails here rather than in a review.
+A ``Transaction`` owns its commit and uses the coordinator's services through their public
+names; the appliers, the check, the strict stage and recovery never import the transaction or
+the coordinator at run time. A change that reads another object's underscore field, or imports
+against that order, fails here rather than in a review.
 """
 
 from __future__ import annotations
@@ -11,9 +11,12 @@ from __future__ import annotations
 import ast
 from pathlib import Path
 
+import pytest
+
 import tristore.coordinator as coordinator_pkg
 
 PKG = Path(coordinator_pkg.__file__).parent
+SERVICES = ("graph_applier", "graph_apply", "graph_check", "graph_merge", "cache_apply", "strict")
 
 
 def _tree(module: str) -> ast.Module:
@@ -50,29 +53,35 @@ def _imports(tree: ast.Module, *, typing_only: bool) -> set[str]:
     }
 
 
-def test_the_commit_protocol_reads_no_private_field_of_a_transaction() -> None:
-    assert _private_reads_through(_tree("core"), {"tx", "intent", "batch"}) == []
-
-
-def test_a_transaction_reads_no_private_field_of_its_host_or_state() -> None:
+def test_a_transaction_reads_no_private_field_of_its_coordinator() -> None:
     tree = _tree("transaction")
-    assert _private_reads_through(tree, {"host", "tx", "coord", "coordinator"}) == []
+    assert _private_reads_through(tree, {"c", "coordinator", "intent"}) == []
     for node in ast.walk(tree):
         if isinstance(node, ast.Attribute) and isinstance(node.value, ast.Attribute):
             inner = node.value
             if isinstance(inner.value, ast.Name) and inner.value.id == "self":
-                # self._host.x / self._tx.x are fine; self._host._x is a reach-in.
+                # self._coordinator.x is fine; self._coordinator._x is a reach-in.
                 assert not node.attr.startswith("_") or node.attr.startswith("__"), (
                     f"self.{inner.attr}.{node.attr} (line {node.lineno})"
                 )
 
 
+@pytest.mark.parametrize("module", ["core", "recovery", *SERVICES])
+def test_no_module_reads_private_fields_of_the_objects_it_is_given(module: str) -> None:
+    names = {"coordinator", "tx", "intent", "applier", "graph", "cache", "item", "batch"}
+    assert _private_reads_through(_tree(module), names) == []
+
+
+@pytest.mark.parametrize("module", SERVICES)
+def test_services_never_import_the_transaction_or_the_coordinator(module: str) -> None:
+    imported = _imports(_tree(module), typing_only=False) | _imports(
+        _tree(module), typing_only=True
+    )
+    assert not imported & {"tristore.coordinator.core", "tristore.coordinator.transaction"}
+
+
 def test_imports_run_one_way() -> None:
     assert "tristore.coordinator.core" not in _imports(_tree("transaction"), typing_only=False)
-    assert "tristore.coordinator.core" not in _imports(_tree("transaction"), typing_only=True)
-    state = _imports(_tree("txstate"), typing_only=False) | _imports(
-        _tree("txstate"), typing_only=True
-    )
-    assert not state & {"tristore.coordinator.core", "tristore.coordinator.transaction"}
+    assert "tristore.coordinator.core" not in _imports(_tree("recovery"), typing_only=False)
     # validate needs the Coordinator's type only.
     assert "tristore.coordinator.core" not in _imports(_tree("validate"), typing_only=False)

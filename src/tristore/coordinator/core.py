@@ -18,7 +18,6 @@ import contextlib
 import contextvars
 import logging
 from collections.abc import Awaitable, Callable, Coroutine
-from dataclasses import dataclass
 from typing import Any
 
 from tristore.config import CoordinatorSettings
@@ -31,6 +30,7 @@ from tristore.coordinator.graph_apply import MARKER_DDL
 from tristore.coordinator.graph_check import GraphCheck
 from tristore.coordinator.log import DeadLetter, Intent, Mark
 from tristore.coordinator.ops import marker_key
+from tristore.coordinator.recovery import RecoveryReport
 from tristore.coordinator.strict import StrictStage
 from tristore.coordinator.transaction import ORDERINGS, Ordering, Transaction
 from tristore.coordinator.validate import validate_consistency
@@ -38,15 +38,6 @@ from tristore.errors import ConfigError, CoordinatorError, TristoreError
 from tristore.stores import CacheStore, GraphStore, SQLiteStore
 
 log = logging.getLogger(__name__)
-
-
-@dataclass(frozen=True)
-class RecoveryReport:
-    found: int  # pending intents read from the log (rescan) or waiting in memory
-    applied: int  # intents that settled during this pass
-    pending: int  # still waiting for a store
-    failed: int  # settled as failed (dead-lettered) during this pass
-    seconds: float
 
 
 class Coordinator:

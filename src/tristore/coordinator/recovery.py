@@ -15,6 +15,7 @@ import asyncio
 import contextlib
 import logging
 import time
+from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
 from tristore.coordinator import log as intent_log
@@ -23,14 +24,21 @@ from tristore.coordinator.ops import marker_key
 from tristore.errors import TristoreError
 
 if TYPE_CHECKING:
-    from tristore.coordinator.core import Coordinator, RecoveryReport
+    from tristore.coordinator.core import Coordinator
 
 log = logging.getLogger(__name__)
 
 
-async def recover(coordinator: Coordinator, *, rescan: bool) -> RecoveryReport:
-    from tristore.coordinator.core import RecoveryReport
+@dataclass(frozen=True)
+class RecoveryReport:
+    found: int  # pending intents read from the log (rescan) or waiting in memory
+    applied: int  # intents that settled during this pass
+    pending: int  # still waiting for a store
+    failed: int  # settled as failed (dead-lettered) during this pass
+    seconds: float
 
+
+async def recover(coordinator: Coordinator, *, rescan: bool) -> RecoveryReport:
     started = time.monotonic()
     before = coordinator.stats()
     assert coordinator.recovering is not None

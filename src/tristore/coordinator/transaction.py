@@ -18,7 +18,7 @@ import inspect
 import logging
 import sqlite3
 import uuid
-from collections.abc import AsyncIterator, Awaitable, Callable, Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, Literal, TypeVar
 
@@ -32,7 +32,7 @@ from tristore.errors import (
     PoolTimeout,
     TristoreError,
 )
-from tristore.stores.sqlite import DRIVER_ERRORS, Params, SQLiteStore, check_params
+from tristore.stores.sqlite import DRIVER_ERRORS, Params, WriterTx, check_params
 from tristore.stores.sqlite import translate as sqlite_translate
 
 if TYPE_CHECKING:
@@ -85,7 +85,7 @@ class Transaction:
         self._sql_lock = asyncio.Lock()
         self._token: contextvars.Token[bool] | None = None
         self._lane: contextlib.AsyncExitStack | None = None
-        self._writer: Any = None  # the SQLite WriterTx while the lane is held
+        self._writer: WriterTx | None = None  # the step-by-step writer while the lane is held
         self._abort_hooks: list[Hook] = []
         self._commit_hooks: list[Hook] = []
         self.hook_errors: list[BaseException] = []
@@ -125,7 +125,7 @@ class Transaction:
         lane = contextlib.AsyncExitStack()
         try:
             self._writer = await lane.enter_async_context(
-                write_lane(coordinator.sqlite, self._timeout)
+                coordinator.sqlite.write_lane(self._timeout)
             )
         except PoolTimeout as exc:
             coordinator.count("lock_timeouts")
@@ -366,45 +366,6 @@ class Transaction:
                 )
                 raise self._failure
             return result
-
-
-def write_lane(sqlite: SQLiteStore, timeout: float) -> contextlib.AbstractAsyncContextManager[Any]:
-    """The SQLite writer lane as a context manager yielding the step-by-step writer."""
-    lane = getattr(sqlite, "write_lane", None)
-    if lane is not None:
-        return lane(timeout)  # type: ignore[no-any-return]
-    return _write_lane(sqlite, timeout)
-
-
-@contextlib.asynccontextmanager
-async def _write_lane(sqlite: SQLiteStore, timeout: float) -> AsyncIterator[Any]:
-    async with sqlite.writer.acquire(timeout=timeout) as conn:
-        restarted = await sqlite.relieve_wal(conn)
-        writer = _LaneWriter(sqlite.writer_tx(conn, inline=not restarted), conn)
-        try:
-            yield writer
-        except BaseException:
-            try:
-                await asyncio.shield(writer.rollback())
-            except BaseException:  # cancelled, or the rollback failed: the state is unknown
-                sqlite.writer.discard(conn)
-            raise
-
-
-class _LaneWriter:
-    def __init__(self, wtx: Any, conn: Any) -> None:
-        self._wtx = wtx
-        self._conn = conn
-
-    @property
-    def in_transaction(self) -> bool:
-        return bool(self._conn.raw.in_transaction)
-
-    def step(self, fn: Callable[[sqlite3.Connection], T], *, commit: bool = False) -> Awaitable[T]:
-        return self._wtx.step(fn, commit=commit)  # type: ignore[no-any-return]
-
-    def rollback(self) -> Awaitable[None]:
-        return self._wtx.rollback()  # type: ignore[no-any-return]
 
 
 def _execute(conn: sqlite3.Connection, sql: str, params: Params) -> SqlResult:
