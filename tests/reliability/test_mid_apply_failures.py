@@ -23,7 +23,6 @@ import pytest
 from crash_worker import check, ensure_catalogue, one_transaction
 
 from tristore.coordinator import Coordinator, validate_consistency
-from tristore.errors import CoordinatorError
 from tristore.services import RedisServer
 from tristore.testing.setup import open_stores, store_settings
 
