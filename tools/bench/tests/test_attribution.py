@@ -120,6 +120,34 @@ def test_moved_ranks_the_changed_function_above_its_callers() -> None:
     assert table[2] == "| `m:f` | +66.0 | +66.0 |"
 
 
+def test_the_library_leads_by_inclusive_change_then_the_rest_by_self() -> None:
+    base = _profile(
+        self_ops={"asyncio.base_events:loop": 80.0, "tristore.s:Store.write": 9.0},
+        inclusive={
+            "asyncio.base_events:loop": 900.0,
+            "tristore.s:Store.execute": 300.0,
+            "tristore.s:Store.write": 200.0,
+            "tristore_bench.workloads:op": 310.0,
+        },
+    )
+    head = _profile(
+        self_ops={"asyncio.base_events:loop": 163.0, "tristore.s:Store.write": 18.0},
+        inclusive={
+            "asyncio.base_events:loop": 1209.0,
+            "tristore.s:Store.execute": 609.0,
+            "tristore.s:Store.write": 215.0,
+            "tristore_bench.workloads:op": 619.0,
+        },
+    )
+    rows = attribution.moved(base, head)
+    assert [r.function for r in rows] == [
+        "tristore.s:Store.execute",  # where the change sits, by what it costs with its callees
+        "tristore.s:Store.write",
+        "asyncio.base_events:loop",  # then the rest by their own work
+        "tristore_bench.workloads:op",  # the harness is not the library
+    ]
+
+
 def test_the_gate_report_names_python_functions_then_c_functions() -> None:
     base = _profile(self_ops={"tristore.pool:Pool.acquire": 10.0}, inclusive={})
     head = _profile(self_ops={"tristore.pool:Pool.acquire": 76.0}, inclusive={})

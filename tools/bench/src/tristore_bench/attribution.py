@@ -247,13 +247,22 @@ class Moved:
         return {"function": self.function, "inclusive": self.inclusive, "self": self.self_ops}
 
 
-def moved(base: Profile, head: Profile, k: int = TOP_K) -> list[Moved]:
-    """The ``k`` functions whose self (then inclusive) bytecodes per op moved most.
+PROJECT_PREFIX = "tristore."  # the library's modules (not tristore_bench, the harness)
 
-    Self first: a change's own function moves in both columns, while every caller up to the
-    event loop moves by the same amount in the inclusive column only, so ranking by inclusive
-    alone would put the loop's frames first. Either direction; ties by name, so the order is
-    the same every run; functions that did not move are left out.
+
+def is_project(function: str) -> bool:
+    return function.startswith(PROJECT_PREFIX)
+
+
+def moved(base: Profile, head: Profile, k: int = TOP_K) -> list[Moved]:
+    """The ``k`` functions whose bytecodes per operation moved most, the library's first.
+
+    The library's functions (``tristore.*``) lead, by inclusive change: the entry point a change
+    sits under first (``SQLiteStore.execute``), then the callees that carry it. The others
+    (asyncio, the standard library, the harness) follow by self change: every frame up to the
+    event loop moves in the inclusive column, so only their own work says anything. Either
+    direction; ties by name, so the order is the same every run; functions that did not move
+    are left out.
     """
     names = {*base.inclusive, *head.inclusive, *base.self_ops, *head.self_ops}
     rows = [
@@ -265,7 +274,13 @@ def moved(base: Profile, head: Profile, k: int = TOP_K) -> list[Moved]:
         for name in names
     ]
     rows = [r for r in rows if r.inclusive or r.self_ops]
-    rows.sort(key=lambda r: (-abs(r.self_ops), -abs(r.inclusive), r.function))
+
+    def rank(r: Moved) -> tuple[int, float, float, str]:
+        if is_project(r.function):
+            return (0, -abs(r.inclusive), -abs(r.self_ops), r.function)
+        return (1, -abs(r.self_ops), -abs(r.inclusive), r.function)
+
+    rows.sort(key=rank)
     return rows[:k]
 
 

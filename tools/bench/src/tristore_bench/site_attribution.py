@@ -29,7 +29,7 @@ from tristore_bench.regressions import Regression, load_regressions
 
 PAGES_DIR = "attribution"
 LINKS_SCRIPT = "links.js"
-CACHE_VERSION = 1
+CACHE_VERSION = 2  # bumped whenever the rows a page keeps change (ranking, columns)
 
 Sources = Callable[[str], contextlib.AbstractContextManager[Path]]
 Profiler = Callable[..., attribution.Profile]
