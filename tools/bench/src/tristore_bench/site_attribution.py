@@ -140,6 +140,7 @@ def _render(page: Page, r: Regression) -> str:
         '<html lang="en"><head><meta charset="utf-8">',
         f"<title>{esc(page.benchmark)} at {page.head[:8]}: Python attribution</title>",
         '<link rel="stylesheet" href="../vendor/bootstrap/dist/css/bootstrap.min.css">',
+        '<link rel="icon" href="../swallow.ico">',  # asv's icon: else a 404 for /favicon.ico
         "</head><body><div class='container'>",
         f"<h2>{esc(page.benchmark)}</h2>",
         f"<p>Flagged at <code>{page.head[:8]}</code> (against <code>{page.base[:8]}</code>): "
