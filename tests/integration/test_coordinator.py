@@ -630,3 +630,53 @@ def test_cli_recovers_and_validates(
     result = runner.invoke(command, ["validate", "--json"], obj={"config_path": None})
     assert result.exit_code == 1
     assert json.loads(result.output)["drift"][0]["kind"] == "uncommitted_cache"
+
+
+def test_cli_lists_and_retries_dead_letters(
+    tmp_path: Path, tristore_redis_server: Any, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """``tristore coordinator status|retry``: a dead letter is listed, then applied after a fix."""
+    from click.testing import CliRunner
+
+    from tristore.coordinator.cli import command
+    from tristore.testing.setup import open_stores, store_settings
+
+    monkeypatch.setenv("TRISTORE_DATA_DIR", str(tmp_path))
+    monkeypatch.setenv("TRISTORE_REDIS_URL", tristore_redis_server.url)
+    monkeypatch.delenv("TRISTORE_CONFIG", raising=False)
+
+    async def in_stores(job: Any) -> Any:
+        async with open_stores(store_settings(tmp_path, tristore_redis_server.url)) as opened:
+            return await job(opened)
+
+    async def dead_letter(opened: Any) -> str:
+        await opened.cache.execute("FLUSHDB")
+        await opened.graph.execute("CREATE (:Customer {id: 77, name: 'taken', tier: 'x'})")
+        coord = Coordinator.for_stores(opened, recovery_interval=None)
+        await coord.open()
+        async with coord.transaction() as tx:
+            tx.graph(CUSTOMER_NODE, {"id": 77, "name": "Ada"})  # a duplicate key: at apply
+            tx.cache("INCRBY", "stats:orders", 1)
+        await coord.close()
+        assert tx.committed and "duplicated primary key" in tx.apply_errors[0]
+        return tx.txid
+
+    txid = asyncio.run(in_stores(dead_letter))
+    runner = CliRunner()
+    result = runner.invoke(command, ["status", "--json"], obj={"config_path": None})
+    assert result.exit_code == 1, result.output
+    letters = json.loads(result.output)["dead_letters"]
+    assert [d["txid"] for d in letters] == [txid] and "duplicated" in letters[0]["error"]
+    result = runner.invoke(command, ["retry"], obj={"config_path": None})
+    assert result.exit_code == 1 and "1 failed again" in result.output, result.output
+
+    async def fix(opened: Any) -> None:
+        await opened.graph.execute("MATCH (c:Customer {id: 77}) DELETE c")
+
+    asyncio.run(in_stores(fix))
+    result = runner.invoke(command, ["retry", txid], obj={"config_path": None})
+    assert result.exit_code == 0 and "1 applied" in result.output, result.output
+    result = runner.invoke(command, ["status"], obj={"config_path": None})
+    assert result.exit_code == 0 and "dead letters: 0" in result.output, result.output
+    result = runner.invoke(command, ["validate"], obj={"config_path": None})
+    assert result.exit_code == 0 and "no drift" in result.output, result.output

@@ -1,8 +1,8 @@
-"""``tristore coordinator recover|validate``: roll pending intents forward, report drift.
+"""``tristore coordinator recover|validate|status|retry``: roll forward, check, list and retry.
 
-Both open the configured stores (Kuzu allows one process per database: stop the application
+Each opens the configured stores (Kuzu allows one process per database: stop the application
 first) and exit non-zero when something is left to look at: pending intents after ``recover``,
-any drift after ``validate``.
+any drift after ``validate``, pending intents or dead letters after ``status`` and ``retry``.
 """
 
 from __future__ import annotations
@@ -100,4 +100,56 @@ def validate(ctx: click.Context, as_json: bool) -> None:
     else:
         click.echo(report.summary())
     if not report.ok:
+        sys.exit(1)
+
+
+@command.command()
+@click.option("--json", "as_json", is_flag=True, help="Print the status as JSON.")
+@click.pass_context
+def status(ctx: click.Context, as_json: bool) -> None:
+    """Pending intents and dead letters (committed, rejected by a store); exit 1 if any."""
+
+    async def job(coordinator: Any, opened: Any) -> Any:
+        return opened, await coordinator.dead_letters()
+
+    report, letters = _run(ctx, job)
+    if as_json:
+        click.echo(
+            json.dumps(
+                {
+                    "pending": report.pending,
+                    "dead_letters": [dataclasses.asdict(d) for d in letters],
+                }
+            )
+        )
+    else:
+        click.echo(f"pending: {report.pending}; dead letters: {len(letters)}")
+        for d in letters:
+            click.echo(f"  {d.txid} (seq {d.seq}): {d.error}")
+        if letters:
+            click.echo("retry them after a fix: tristore coordinator retry [TXID ...]")
+    if report.pending or letters:
+        sys.exit(1)
+
+
+@command.command()
+@click.argument("txids", nargs=-1)
+@click.option("--json", "as_json", is_flag=True, help="Print the report as JSON.")
+@click.pass_context
+def retry(ctx: click.Context, txids: tuple[str, ...], as_json: bool) -> None:
+    """Apply dead letters again (all of them, or the TXIDS given), in commit order."""
+
+    async def job(coordinator: Any, opened: Any) -> Any:
+        report = await coordinator.retry(list(txids) or None)
+        return report, await coordinator.dead_letters()
+
+    report, letters = _run(ctx, job)
+    if as_json:
+        click.echo(json.dumps({**dataclasses.asdict(report), "dead_letters": len(letters)}))
+    else:
+        click.echo(
+            f"retried: {report.found} queued, {report.applied} applied, {report.failed} failed "
+            f"again, {report.pending} still pending; dead letters now: {len(letters)}"
+        )
+    if report.failed or report.pending:
         sys.exit(1)
