@@ -183,7 +183,8 @@ class CoordinatorSettings:
         _within_or_off("coordinator.retention", self.retention, high=MAX_MARKER_TTL_S)
         _within("coordinator.max_replays", self.max_replays, 1, MAX_REPLAYS)
         _within("coordinator.retry_backoff", self.retry_backoff, MIN_TIMEOUT_S, MAX_TIMEOUT_S)
-        _within("coordinator.flush_delay", self.flush_delay, MIN_TIMEOUT_S, 60.0)
+        # Down to 1 us: the instruction-count workloads flush on the next loop iteration.
+        _within("coordinator.flush_delay", self.flush_delay, 1e-6, 60.0)
         _within("coordinator.graph_batch_size", self.graph_batch_size, 1, MAX_GRAPH_BATCH)
 
 

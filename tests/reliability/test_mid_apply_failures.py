@@ -155,7 +155,11 @@ async def test_kuzu_write_failing_mid_apply(
             tag = f"k{i}"
             outcome = await one_transaction(coord, tag, rng)
             (aborted if outcome == "aborted" else committed).add(tag)
-        # A replay that fails too: the transaction behind it commits and waits its turn.
+        # A replay that fails too: the transaction behind it commits and waits its turn (a long
+        # back-off, so that the applier does not retry before the test looks).
+        coord.faults.disarm()
+        await recover_until_applied(coord)
+        coord.graph_applier.retry_backoff = 3600.0
         coord.faults.arm("graph.commit", RuntimeError("injected: kuzu write failed"))
         assert await one_transaction(coord, "stuck", rng, failures=False) == "pending"
         committed.add("stuck")
