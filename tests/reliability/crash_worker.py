@@ -1,10 +1,11 @@
 """Child process of the crash-loop test: recover, check the invariant, then commit until killed.
 
-Run as ``python crash_worker.py DATA_DIR GENERATION MODE SEED`` with the Redis URL on the first
-line of stdin (never on argv, where ``ps`` would show the password). MODE is ``run`` (check, then
-run transactions until SIGKILLed) or ``check`` (check and exit 0). Protocol on stdout, one line
-each, flushed: ``RECOVERED ...``, ``CHECKED ...`` or ``DRIFT ...`` (exit 3), ``READY``, then per
-transaction ``BEGIN tag`` and ``END tag committed|aborted``.
+Run as ``python crash_worker.py DATA_DIR GENERATION MODE SEED [ORDERING]`` with the Redis URL on
+the first line of stdin (never on argv, where ``ps`` would show the password). MODE is ``run``
+(check, then run transactions until SIGKILLed) or ``check`` (check and exit 0); ORDERING is the
+coordinator's (``deferred`` by default). Protocol on stdout, one line each, flushed:
+``RECOVERED ...``, ``CHECKED ...`` or ``DRIFT ...`` (exit 3), ``READY``, then per transaction
+``BEGIN tag`` and ``END tag committed|dead|pending|aborted``.
 
 The invariant, checked after the start-up recovery of every generation:
 
@@ -12,8 +13,11 @@ The invariant, checked after the start-up recovery of every generation:
   transaction that never committed (:func:`validate_consistency`);
 - the workload's entities agree across the stores: the same customers and orders in SQLite, as
   nodes and ``PURCHASED`` edges (exactly one per order: the graph ops are plain CREATEs, so a
-  double apply would show) and as Redis entries, with counters equal to SQLite's count and sum
-  (increments: a double apply would show);
+  double apply would show), each product's graph price raised by exactly the quantities ordered
+  (a read-modify-write of a shared node: a double or lost apply would show), and as Redis
+  entries, with counters equal to SQLite's count and sum (increments: a double apply would show);
+- a transaction the graph rejected after its commit (a duplicate key: deferred ordering only) is
+  a dead letter, and only that: its rows and cache entries are there, its graph part is not;
 - every tag the parent saw committed is there; no tag it saw aborted is anywhere.
 
 The other reliability tests import the workload (:func:`one_transaction`) and the invariant
@@ -23,6 +27,7 @@ The other reliability tests import the workload (:func:`one_transaction`) and th
 from __future__ import annotations
 
 import asyncio
+import json
 import random
 import sys
 from collections.abc import Set as AbstractSet
@@ -34,6 +39,7 @@ from tristore.testing.setup import open_stores, store_settings
 
 PRODUCTS = 5
 SEED_EMAIL = "seed@example.com"
+SEED_NODE = 1_000_000_000  # a graph customer that a failing member collides with
 
 
 def say(line: str) -> None:
@@ -66,14 +72,16 @@ async def ensure_catalogue(coord: Coordinator) -> None:
                 "CREATE (:Product {id: $id, name: $name, category: 'crash', price: $price})",
                 {"id": pid, "name": f"Product {pid}", "price": price},
             )
+        tx.graph("CREATE (:Customer {id: $id, name: 'Seed', tier: 'seed'})", {"id": SEED_NODE})
 
 
 async def one_transaction(
     coord: Coordinator, tag: str, rng: random.Random, *, failures: bool = True
 ) -> str:
-    """Place an order for a new customer; with ``failures`` one in five fails on purpose.
+    """Place an order for a new customer; with ``failures`` about one in four fails on purpose.
 
-    Returns ``committed``, ``pending`` (committed, a store still to apply) or ``aborted``.
+    Returns ``committed``, ``dead`` (committed, its graph part rejected when applied: a dead
+    letter), ``pending`` (committed, a store still to apply) or ``aborted``.
     """
     fate = rng.random() if failures else 1.0
     pid = rng.randint(1, PRODUCTS)
@@ -103,6 +111,10 @@ async def one_transaction(
                 " CREATE (c)-[:PURCHASED {order_id: $oid, quantity: $qty}]->(p)",
                 {"cid": cid, "pid": pid, "oid": oid, "qty": qty},
             )
+            tx.graph(
+                "MATCH (p:Product {id: $pid}) SET p.price = p.price + $qty",
+                {"pid": pid, "qty": qty},
+            )
             tx.cache("HSET", f"order:{oid}", "tag", tag, "customer", cid, "cents", cents)
             tx.cache("SADD", "customers", cid)
             tx.cache("INCRBY", "stats:orders", 1)
@@ -116,8 +128,12 @@ async def one_transaction(
                     "INSERT INTO customers (email, name, country) VALUES (?, 'Dup', 'GB')",
                     (SEED_EMAIL,),
                 )
+            elif fate < 0.26:  # only the apply finds it: dead-lettered, or aborted (strict)
+                tx.graph("CREATE (:Customer {id: $id, name: 'Dup', tier: 'x'})", {"id": SEED_NODE})
     except (_Abort, TristoreError):
         return "aborted"
+    if tx.apply_errors:
+        return "dead"
     if tx.pending:  # the stores are all up: an apply left pending is itself a finding
         return "pending"
     return "committed"
@@ -125,6 +141,14 @@ async def one_transaction(
 
 class _Abort(Exception):
     pass
+
+
+async def _dead_tags(coord: Coordinator) -> set[str]:
+    """The tags of the dead letters: committed, their graph part rejected by the store."""
+    rows = await coord.sqlite.fetchall(
+        "SELECT graph_ops FROM tristore_intents WHERE state = 'failed'"
+    )
+    return {params["tag"] for (ops,) in rows for _, params in json.loads(ops) if "tag" in params}
 
 
 async def check(
@@ -137,8 +161,11 @@ async def check(
     if coord.pending_count():
         problems.append(f"{coord.pending_count()} intent(s) still pending after recovery")
     report = await validate_consistency(coord)
-    if not report.ok:
+    dead = await _dead_tags(coord)
+    if any(d.kind != "failed" for d in report.drift):
         problems.append(report.summary())
+    if len(report.drift) != len(dead):
+        problems.append(f"{len(report.drift)} dead letter(s) in the log, {len(dead)} expected")
     rows = await coord.sqlite.fetchall(
         "SELECT c.name, c.id, o.id, o.quantity, CAST(o.final_price * 100 + 0.5 AS INTEGER)"
         " FROM customers c JOIN orders o ON o.customer_id = c.id WHERE c.email LIKE 'crash-%'"
@@ -152,6 +179,10 @@ async def check(
     sql_tags = {r[0] for r in rows}
     sql_orders = {r[2]: (r[0], r[1], r[3], r[4]) for r in rows}
     sql_customers = {r[1] for r in rows}
+    # What the graph must hold: everything but the dead letters' graph parts.
+    graph_rows = [r for r in rows if r[0] not in dead]
+    graph_orders = {r[2]: (r[0], r[1], r[3], r[4]) for r in graph_rows}
+    graph_customers = {r[1] for r in graph_rows}
 
     nodes = await coord.graph.query_rows(
         "MATCH (c:Customer) WHERE c.name <> 'Seed' RETURN c.id, c.name"
@@ -160,21 +191,34 @@ async def check(
         "MATCH (c:Customer)-[r:PURCHASED]->(p:Product) RETURN r.order_id, c.name, r.quantity"
     )
     graph_tags = {name for _, name in nodes}
-    if len(nodes) != len(graph_tags) or {cid for cid, _ in nodes} != sql_customers:
-        problems.append(f"graph customers differ: {len(nodes)} nodes vs {len(sql_customers)} rows")
+    if len(nodes) != len(graph_tags) or {cid for cid, _ in nodes} != graph_customers:
+        problems.append(
+            f"graph customers differ: {len(nodes)} nodes vs {len(graph_customers)} rows"
+        )
     per_order: dict[int, int] = {}
     for oid, _, _ in edges:
         per_order[oid] = per_order.get(oid, 0) + 1
     doubled = sorted(oid for oid, n in per_order.items() if n != 1)
     if doubled:
         problems.append(f"orders with more than one PURCHASED edge: {doubled[:10]}")
-    if set(per_order) != set(sql_orders):
-        extra = sorted(set(per_order) - set(sql_orders))[:10]
-        missing = sorted(set(sql_orders) - set(per_order))[:10]
+    if set(per_order) != set(graph_orders):
+        extra = sorted(set(per_order) - set(graph_orders))[:10]
+        missing = sorted(set(graph_orders) - set(per_order))[:10]
         problems.append(f"graph orders differ: extra {extra} missing {missing}")
     for oid, name, qty in edges:
-        if oid in sql_orders and (name, qty) != (sql_orders[oid][0], sql_orders[oid][2]):
-            problems.append(f"order {oid}: graph has {(name, qty)}, SQLite {sql_orders[oid]}")
+        if oid in graph_orders and (name, qty) != (graph_orders[oid][0], graph_orders[oid][2]):
+            problems.append(f"order {oid}: graph has {(name, qty)}, SQLite {graph_orders[oid]}")
+    ordered = await coord.sqlite.fetchall(
+        "SELECT o.product_id, c.name, o.quantity FROM orders o JOIN customers c"
+        " ON c.id = o.customer_id WHERE c.email LIKE 'crash-%'"
+    )
+    want_price = {pid: 3.25 * pid for pid in range(1, PRODUCTS + 1)}
+    for pid, name, qty in ordered:
+        if name not in dead:
+            want_price[pid] += qty
+    prices = dict(await coord.graph.query_rows("MATCH (p:Product) RETURN p.id, p.price"))
+    if prices and prices != want_price:
+        problems.append(f"graph product prices {prices} != {want_price}: applied twice or lost")
 
     cache_orders: dict[int, dict[bytes, bytes]] = {}
     async with coord.cache.client() as conn:
@@ -213,7 +257,7 @@ async def check(
     return problems, summary
 
 
-async def main(data_dir: Path, generation: int, mode: str, seed: int) -> int:
+async def main(data_dir: Path, generation: int, mode: str, seed: int, ordering: str) -> int:
     url = sys.stdin.readline().strip()
     settings = store_settings(
         data_dir,
@@ -223,7 +267,7 @@ async def main(data_dir: Path, generation: int, mode: str, seed: int) -> int:
     )
     rng = random.Random(seed)
     async with open_stores(settings) as stores:
-        coord = Coordinator.for_stores(stores, recovery_interval=None)
+        coord = Coordinator.for_stores(stores, recovery_interval=None, ordering=ordering)
         report = await coord.open()
         say(f"RECOVERED found={report.found} applied={report.applied} pending={report.pending}")
         problems, summary = await check(
@@ -250,4 +294,5 @@ async def main(data_dir: Path, generation: int, mode: str, seed: int) -> int:
 
 if __name__ == "__main__":
     directory, gen, run_mode, rng_seed = sys.argv[1:5]
-    sys.exit(asyncio.run(main(Path(directory), int(gen), run_mode, int(rng_seed))))
+    order = sys.argv[5] if len(sys.argv) > 5 else "deferred"
+    sys.exit(asyncio.run(main(Path(directory), int(gen), run_mode, int(rng_seed), order)))

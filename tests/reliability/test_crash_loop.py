@@ -64,18 +64,19 @@ class Child:
         self.ready.set()  # an exit before READY must not leave the parent waiting
 
 
-@pytest.fixture(scope="module")
+@pytest.fixture
 def redis_server() -> Iterator[RedisServer]:
+    """One server per run: the runs' keys must not meet."""
     server = RedisServer()
     server.start()
     yield server
     server.stop()
 
 
-def spawn(data_dir: Path, generation: int, mode: str, url: str, seed: int) -> Child:
+def spawn(data_dir: Path, generation: int, mode: str, url: str, seed: int, ordering: str) -> Child:
     stderr = open(data_dir / f"stderr-{generation}.log", "w")  # noqa: SIM115 - closed by the child's exit
     process = subprocess.Popen(
-        [sys.executable, str(WORKER), str(data_dir), str(generation), mode, str(seed)],
+        [sys.executable, str(WORKER), str(data_dir), str(generation), mode, str(seed), ordering],
         stdin=subprocess.PIPE,
         stdout=subprocess.PIPE,
         stderr=stderr,
@@ -96,8 +97,9 @@ def stderr_tail(data_dir: Path, generation: int) -> str:
     return "\n".join(text.splitlines()[-25:])
 
 
+@pytest.mark.parametrize("ordering", ["deferred", "strict"])
 def test_sigkill_loop_keeps_every_store_consistent(
-    tmp_path: Path, redis_server: RedisServer
+    tmp_path: Path, redis_server: RedisServer, ordering: str
 ) -> None:
     rng = random.Random(20261122)
     data_dir = tmp_path / "stores"
@@ -146,7 +148,9 @@ def test_sigkill_loop_keeps_every_store_consistent(
                 f"transactions (wanted {MIN_KILLS} / {MIN_TRANSACTIONS}): the machine is too slow"
             )
         generation += 1
-        child = spawn(data_dir, generation, "run", redis_server.url, rng.randrange(1 << 30))
+        child = spawn(
+            data_dir, generation, "run", redis_server.url, rng.randrange(1 << 30), ordering
+        )
         early = startup and rng.random() < EARLY_KILL_SHARE
         if early:
             time.sleep(rng.uniform(0, sum(startup) / len(startup)))
@@ -184,13 +188,13 @@ def test_sigkill_loop_keeps_every_store_consistent(
             elapsed = child.last_end_at - child.ready_at
             tx_seconds = 0.7 * tx_seconds + 0.3 * (elapsed / ran)
 
-    final = spawn(data_dir, generation + 1, "check", redis_server.url, 0)
+    final = spawn(data_dir, generation + 1, "check", redis_server.url, 0, ordering)
     code = final.process.wait(READY_TIMEOUT_S)
     final.finished.wait(10)
     record(final)
     assert code == 0, "\n".join(final.lines) + "\n" + stderr_tail(data_dir, generation + 1)
     summary = (
-        f"crash loop: {kills} SIGKILLs ({early_kills} during start-up/recovery), "
+        f"crash loop ({ordering}): {kills} SIGKILLs ({early_kills} during start-up/recovery), "
         f"{transactions} transactions ({len(committed)} committed, {len(aborted)} aborted, "
         f"{in_doubt} in flight at a kill), {checks} recoveries checked, no drift, "
         f"in {time.monotonic() - started:.0f}s"

@@ -25,7 +25,7 @@ import redis.exceptions as rexc
 
 from tristore.coordinator.faults import Faults
 from tristore.coordinator.log import Intent
-from tristore.coordinator.ops import APPLY_SCRIPT, marker_key, script_args
+from tristore.coordinator.ops import APPLY_SCRIPT, marker_key, ops_json, script_args
 from tristore.stores import CacheStore
 
 log = logging.getLogger(__name__)
@@ -157,7 +157,13 @@ class CacheApplier:
 
     async def _run_scripts(self, batch: Sequence[Intent]) -> list[Any]:
         ttl_ms = int(self.marker_ttl * 1000)
-        calls = [(marker_key(i.txid), script_args(i.cache_ops, ttl_ms)) for i in batch]
+        calls = [
+            (
+                marker_key(i.txid),
+                script_args(i.cache_ops, ttl_ms, i.cache_json or ops_json(i.cache_ops)),
+            )
+            for i in batch
+        ]
         self._count("cache_round_trips")
         async with self.cache.client(timeout=self.lock_timeout) as conn:
             for attempt in (1, 2):

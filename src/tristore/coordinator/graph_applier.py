@@ -14,10 +14,11 @@ A batch never makes a committed member fail or disappear:
 - a member that fails alone because of what it does (a duplicate primary key, a failed cast) is
   dead-lettered: its error is kept, the intent is settled ``failed``, and
   :meth:`~tristore.coordinator.Coordinator.retry` queues it again after a fix;
-- a member that fails alone because of the store (unavailable, a full disk, a lane timeout)
-  stays at the head of the queue and is retried after ``retry_backoff``, so nothing behind it is
-  applied out of order; after ``max_replays`` such failures in a row it is dead-lettered too,
-  which lets the rest go on.
+- a member that fails alone because the store is unavailable (``StoreUnavailable``, a lane
+  timeout) stays at the head of the queue and is retried after ``retry_backoff`` for as long as
+  that lasts, so nothing behind it is applied out of order; an error of unknown kind is retried
+  too, but after ``max_replays`` of them in a row the member is dead-lettered, which lets the
+  rest go on.
 """
 
 from __future__ import annotations
@@ -225,8 +226,12 @@ class GraphApplier:
             self._settle(intent)
 
     def _failed_alone(self, intent: Intent, error: BaseException) -> None:
-        if not deterministic(error) and intent.attempts + 1 < self.max_replays:
-            intent.attempts += 1
+        unavailable = isinstance(error, StoreUnavailable | PoolTimeout)
+        if unavailable or (not deterministic(error) and intent.attempts + 1 < self.max_replays):
+            # The store said it cannot take writes now (down, a full disk, its lane held): that
+            # says nothing about the intent, so it does not count towards max_replays.
+            if not unavailable:
+                intent.attempts += 1
             self._retry_at = time.monotonic() + self.retry_backoff
             for queued in self.queue:
                 _attempted(queued)  # their commits stop waiting: the store is failing

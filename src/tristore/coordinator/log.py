@@ -21,7 +21,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
-from tristore.coordinator.ops import CacheOp, GraphOp
+from tristore.coordinator.ops import CacheOp, GraphOp, ops_json
 
 TABLE = "tristore_intents"
 
@@ -70,6 +70,7 @@ class Intent:
     maybe_applied: bool = False
     # Resolved when the first graph apply that included it has ended, however it went.
     attempted: asyncio.Future[None] | None = None
+    cache_json: str = ""  # the cache ops as logged, which the apply script reads as they are
 
     @property
     def graph_pending(self) -> bool:
@@ -103,14 +104,10 @@ def create(conn: sqlite3.Connection) -> None:
 
 
 def insert(conn: sqlite3.Connection, intent: Intent) -> int:
+    intent.cache_json = ops_json(intent.cache_ops)
     row = conn.execute(
         _INSERT,
-        (
-            intent.txid,
-            json.dumps(intent.graph_ops, separators=(",", ":")),
-            json.dumps(intent.cache_ops, separators=(",", ":")),
-            intent.created_at,
-        ),
+        (intent.txid, ops_json(intent.graph_ops), intent.cache_json, intent.created_at),
     ).fetchone()
     return int(row[0])
 
@@ -144,6 +141,7 @@ def load_pending(conn: sqlite3.Connection) -> list[Intent]:
                 seq=seq,
                 created_at=created_at,
                 maybe_applied=True,
+                cache_json=cache_ops,
             )
         )
     return intents

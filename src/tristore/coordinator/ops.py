@@ -16,6 +16,7 @@ apply script never sees a Lua number, which it would print with 14 significant d
 
 from __future__ import annotations
 
+import json
 import math
 import re
 from collections.abc import Hashable, Mapping, Sequence
@@ -228,12 +229,14 @@ def marker_key(txid: str) -> str:
     return MARKER_PREFIX + txid
 
 
-# KEYS[1] = the transaction's marker. ARGV = ttl_ms, n_checks, (key, type)*, n_ops, (argc, cmd,
-# arg*)*. Flat arguments rather than JSON: binary-safe and no Lua number conversions. Applies the
-# ops only if the marker is absent and then sets it, in one atomic script: a replay is a no-op.
-# Key types are checked first, so a wrong-typed key writes nothing; a command that still fails
-# (INCRBY on "abc") is reported and the marker set anyway, because Redis cannot undo the writes
-# before it and running them twice would be worse than reporting the failure.
+# KEYS[1] = the transaction's marker. ARGV = ttl_ms, n_checks, (key, type)*, ops as JSON (the
+# intent log's own text of them: a list of [cmd, arg, ...] lists of strings, so Lua sees no
+# numbers). One JSON argument instead of every op's arguments flat: redis-py packs each argument
+# of a command in Python, and an order's ops are dozens of them. Applies the ops only if the
+# marker is absent and then sets it, in one atomic script: a replay is a no-op. Key types are
+# checked first, so a wrong-typed key writes nothing; a command that still fails (INCRBY on
+# "abc") is reported and the marker set anyway, because Redis cannot undo the writes before it
+# and running them twice would be worse than reporting the failure.
 APPLY_SCRIPT = """
 local marker = KEYS[1]
 local seen = redis.call('GET', marker)
@@ -249,11 +252,9 @@ for _ = 1, nchecks do
     return {2, msg}
   end
 end
-local nops = tonumber(ARGV[i]); i = i + 1
 local result = {1}
-for _ = 1, nops do
-  local argc = tonumber(ARGV[i]); i = i + 1
-  local r = redis.pcall(unpack(ARGV, i, i + argc - 1)); i = i + argc
+for _, op in ipairs(cjson.decode(ARGV[i])) do
+  local r = redis.pcall(unpack(op))
   if type(r) == 'table' and r['err'] then
     result[1] = 2
     table.insert(result, r['err'])
@@ -264,15 +265,19 @@ return result
 """
 
 
-def script_args(ops: Sequence[CacheOp], ttl_ms: int) -> list[str]:
+def ops_json(ops: Sequence[Any]) -> str:
+    """Graph or cache ops as the intent log stores them (and the apply script reads them)."""
+    return json.dumps(ops, separators=(",", ":"))
+
+
+def script_args(ops: Sequence[CacheOp], ttl_ms: int, encoded: str) -> list[str]:
+    """The apply script's ARGV for ``ops``, whose JSON text (:func:`ops_json`) is ``encoded``."""
+    argv: list[str] = [str(ttl_ms)]
     checks = type_checks(ops)
-    argv: list[str] = [str(ttl_ms), str(len(checks))]
+    argv.append(str(len(checks)))
     for key, kind in checks:
         argv += [key, kind]
-    argv.append(str(len(ops)))
-    for op in ops:
-        argv.append(str(len(op)))
-        argv.extend(op)
+    argv.append(encoded)
     return argv
 
 

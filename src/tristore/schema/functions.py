@@ -210,6 +210,15 @@ GROUP BY customer_id
 ORDER BY customer_id
 """
 
+# One customer, or all with :customer_id NULL, as a range on customer_id: SQLite's planner cannot
+# use an index for "(:customer_id IS NULL OR customer_id = :customer_id)", so that form searched
+# every order of the month and scanned all of analytics for a single customer's refresh, inside
+# the order flow's write transaction.
+_ONE_OR_ALL = (
+    "customer_id BETWEEN coalesce(:customer_id, -9223372036854775808)"
+    " AND coalesce(:customer_id, 9223372036854775807)"
+)
+
 # Upsert analytics for one month (and one customer, or all with :customer_id NULL). The scope is
 # every customer with any order in the month, or already a row for it, so a customer whose orders
 # were all cancelled since the last refresh drops to zero instead of keeping stale totals.
@@ -224,10 +233,10 @@ SELECT
     datetime('now')
 FROM (
     SELECT customer_id FROM orders
-    WHERE {_IN_PERIOD} AND (:customer_id IS NULL OR customer_id = :customer_id)
+    WHERE {_IN_PERIOD} AND {_ONE_OR_ALL}
     UNION
     SELECT customer_id FROM analytics
-    WHERE period = :period AND (:customer_id IS NULL OR customer_id = :customer_id)
+    WHERE period = :period AND {_ONE_OR_ALL}
 ) AS scope
 LEFT JOIN orders AS o
     ON o.customer_id = scope.customer_id
