@@ -680,3 +680,14 @@ def test_cli_lists_and_retries_dead_letters(
     assert result.exit_code == 0 and "dead letters: 0" in result.output, result.output
     result = runner.invoke(command, ["validate"], obj={"config_path": None})
     assert result.exit_code == 0 and "no drift" in result.output, result.output
+
+
+async def test_the_validator_checks_more_txids_than_one_graph_parameter_holds(
+    coordinator: Coordinator, stores: Stores, product: Any
+) -> None:
+    """A long load's txids (50k here: ~2 MB of ids) exceed graph.max_value_bytes as one list."""
+    tx, _, _ = await place_order(coordinator, "many@example.com", product)
+    txids = [tx.txid] + [f"{n:032x}" for n in range(50_000)]
+    report = await validate_consistency(coordinator, txids=txids)
+    assert report.ok, report.summary()
+    assert report.transactions == len(txids)

@@ -106,7 +106,7 @@ def test_sigkill_loop_keeps_every_store_consistent(
     data_dir.mkdir()
     committed: set[str] = set()
     aborted: set[str] = set()
-    kills = early_kills = transactions = in_doubt = pending = checks = 0
+    kills = early_kills = transactions = in_doubt = pending = checks = dead = 0
     tx_seconds = 0.003  # estimate of one transaction, refined from what the children report
     startup: list[float] = []
     started = time.monotonic()
@@ -114,7 +114,7 @@ def test_sigkill_loop_keeps_every_store_consistent(
     generation = 0
 
     def record(child: Child) -> None:
-        nonlocal transactions, in_doubt, pending, checks
+        nonlocal transactions, in_doubt, pending, checks, dead
         begun: set[str] = set()
         for line in child.lines:
             if line.startswith("DRIFT"):
@@ -136,6 +136,7 @@ def test_sigkill_loop_keeps_every_store_consistent(
                 else:
                     committed.add(parts[1])
                     pending += parts[2] == "pending"
+                    dead += parts[2] == "dead"
         transactions += sum(1 for ln in child.lines if ln.startswith("BEGIN"))
         in_doubt += len(begun)
         (data_dir / "committed.txt").write_text("\n".join(sorted(committed)))
@@ -196,10 +197,14 @@ def test_sigkill_loop_keeps_every_store_consistent(
     summary = (
         f"crash loop ({ordering}): {kills} SIGKILLs ({early_kills} during start-up/recovery), "
         f"{transactions} transactions ({len(committed)} committed, {len(aborted)} aborted, "
-        f"{in_doubt} in flight at a kill), {checks} recoveries checked, no drift, "
+        f"{in_doubt} in flight at a kill, {dead} dead letters), {checks} recoveries checked, "
+        "no drift, "
         f"in {time.monotonic() - started:.0f}s"
     )
     print(summary)
     assert pending == 0, f"{pending} transaction(s) reported pending with every store up"
+    # A duplicate key the graph finds only when applying: dead-lettered after the commit
+    # (deferred), or a rolled-back transaction (strict).
+    assert (dead > 0) if ordering == "deferred" else (dead == 0)
     assert checks >= kills - early_kills  # every kill after READY was followed by a check
     assert len(committed) > 0 and len(aborted) > 0

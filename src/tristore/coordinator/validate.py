@@ -160,14 +160,22 @@ async def _check_transactions(
         )
 
 
+# Marker ids per graph look-up: a list parameter is bounded by graph.max_value_bytes.
+MARKER_CHUNK = 1000
+
+
 async def _graph_markers(coord: Coordinator, ids: list[str] | None) -> set[str]:
     if ids is None:
         rows = await coord.graph.query_rows(f"MATCH (a:{MARKER_TABLE}) RETURN a.txid")
-    else:
+        return {row[0] for row in rows}
+    found: set[str] = set()
+    for start in range(0, len(ids), MARKER_CHUNK):
         rows = await coord.graph.query_rows(
-            f"MATCH (a:{MARKER_TABLE}) WHERE a.txid IN $ids RETURN a.txid", {"ids": ids}
+            f"MATCH (a:{MARKER_TABLE}) WHERE a.txid IN $ids RETURN a.txid",
+            {"ids": ids[start : start + MARKER_CHUNK]},
         )
-    return {row[0] for row in rows}
+        found.update(row[0] for row in rows)
+    return found
 
 
 async def _cache_markers(coord: Coordinator, ids: list[str] | None) -> set[str]:
