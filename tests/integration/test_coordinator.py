@@ -691,3 +691,41 @@ async def test_the_validator_checks_more_txids_than_one_graph_parameter_holds(
     report = await validate_consistency(coordinator, txids=txids)
     assert report.ok, report.summary()
     assert report.transactions == len(txids)
+
+
+async def test_strict_ordering_aborts_the_sql_on_any_graph_error(
+    coordinator: Coordinator, stores: Stores, product: Any
+) -> None:
+    await stores.graph.execute("CREATE (:Customer {id: 77, name: 'taken', tier: 'x'})")
+    with pytest.raises(QueryError, match="duplicated primary key"):
+        async with coordinator.transaction(ordering="strict") as tx:
+            await tx.sql(NEW_CUSTOMER, ("s@example.com", "S"))
+            tx.graph(CUSTOMER_NODE, {"id": 77, "name": "S"})  # seen only by running it
+    assert tx.state == "rolled_back"
+    assert await stores.sqlite.fetchone("SELECT count(*) FROM customers") == (0,)
+    # The graph store is usable after the rolled-back Kuzu transaction, in both orderings.
+    _, cid, _ = await place_order(coordinator, "t@example.com", product)
+    async with coordinator.transaction(ordering="strict") as tx2:
+        cid2 = (await tx2.sql(NEW_CUSTOMER, ("u@example.com", "U"))).scalar()
+        tx2.graph(CUSTOMER_NODE, {"id": cid2, "name": "U"})
+    assert tx2.committed and tx2.pending == ()
+    rows = await stores.graph.query_rows("MATCH (c:Customer) RETURN c.id ORDER BY c.id")
+    assert [r[0] for r in rows] == sorted([cid, cid2, 77])
+
+
+async def test_a_strict_transaction_left_to_recovery_keeps_nothing_locked(
+    coordinator: Coordinator, stores: Stores
+) -> None:
+    coordinator.faults.arm("after_commit", RuntimeError("simulated crash"))
+    async with coordinator.transaction(ordering="strict") as tx:
+        cid = (await tx.sql(NEW_CUSTOMER, ("v@example.com", "V"))).scalar()
+        tx.graph(CUSTOMER_NODE, {"id": cid, "name": "V"})
+    assert tx.committed and tx.pending == ("graph",)
+    assert await stores.graph.query_rows("MATCH (c:Customer) RETURN count(c)") == [[0]]
+    report = await coordinator.recover()
+    assert (report.found, report.applied, report.pending) == (1, 1, 0)
+    async with coordinator.transaction(ordering="strict") as tx2:  # the applier lock is free
+        cid2 = (await tx2.sql(NEW_CUSTOMER, ("w@example.com", "W"))).scalar()
+        tx2.graph(CUSTOMER_NODE, {"id": cid2, "name": "W"})
+    assert tx2.pending == ()
+    assert (await validate_consistency(coordinator)).ok

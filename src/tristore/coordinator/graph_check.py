@@ -18,18 +18,16 @@ failed cast of a value) or on the store (a full disk); the applier handles those
 
 from __future__ import annotations
 
-import re
 from collections.abc import Hashable, Sequence
 from typing import Any
 
+from tristore.coordinator.graph_merge import LITERAL, PARAM
 from tristore.coordinator.ops import GraphOp, param_signature
 from tristore.errors import DeadlockError, PoolTimeout, QueryError
 from tristore.stores.graph import GraphStore, translate
 
 # Remembered checks; past this many distinct (text, signature) pairs the memory starts over.
 MAX_REMEMBERED = 4096
-_LITERAL = re.compile(r"'(?:[^'\\]|\\.)*'|\"(?:[^\"\\]|\\.)*\"|`[^`]*`", re.DOTALL)
-_PARAM = re.compile(r"\$([A-Za-z_][A-Za-z0-9_]*)")
 
 
 class GraphCheck:
@@ -95,7 +93,7 @@ def _explain(conn: Any, ops: Sequence[GraphOp]) -> None:
 
 def _check_names(cypher: str, params: dict[str, Any]) -> None:
     """Every ``$name`` in the statement has a value (Kuzu's EXPLAIN binds a missing one as NULL)."""
-    used = set(_PARAM.findall(_LITERAL.sub("''", cypher)))
+    used = set(PARAM.findall(LITERAL.sub("''", cypher)))
     missing = sorted(used - params.keys())
     if missing:
         raise QueryError(

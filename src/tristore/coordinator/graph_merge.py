@@ -34,9 +34,9 @@ from tristore.coordinator.ops import GraphOp, param_signature
 ROWS = "tristore_rows"
 ROW = "tristore_row"
 
-# String literals and backquoted names, which may contain anything.
-_LITERAL = re.compile(r"'(?:[^'\\]|\\.)*'|\"(?:[^\"\\]|\\.)*\"|`[^`]*`", re.DOTALL)
-_PARAM = re.compile(r"\$([A-Za-z_][A-Za-z0-9_]*)")
+# String literals and backquoted names, which may contain anything; parameters outside them.
+LITERAL = re.compile(r"'(?:[^'\\]|\\.)*'|\"(?:[^\"\\]|\\.)*\"|`[^`]*`", re.DOTALL)
+PARAM = re.compile(r"\$([A-Za-z_][A-Za-z0-9_]*)")
 _FORBIDDEN = re.compile(
     r"\b(DELETE|DETACH|REMOVE|WITH|WHERE|RETURN|UNWIND|CALL|OPTIONAL|LOAD|COPY|UNION|FOREACH|"
     r"ORDER|LIMIT|SKIP|YIELD|USE|SET|MERGE)\b"
@@ -51,7 +51,7 @@ def mergeable(cypher: str) -> bool:
     """Whether rows of ``cypher`` merged into one UNWIND cannot observe each other (see above)."""
     if "//" in cypher or "/*" in cypher:
         return False
-    text = _LITERAL.sub("''", cypher).upper()
+    text = LITERAL.sub("''", cypher).upper()
     if "$" not in text:
         return False  # nothing varies between the ops: the runs are rare and gain nothing
     if _FORBIDDEN.search(text):
@@ -77,11 +77,11 @@ def unwound(cypher: str) -> str:
     """``cypher`` over ``$tristore_rows``: each ``$p`` outside literals read as ``row.p``."""
     out: list[str] = []
     last = 0
-    for literal in _LITERAL.finditer(cypher):
-        out.append(_PARAM.sub(rf"{ROW}.\1", cypher[last : literal.start()]))
+    for literal in LITERAL.finditer(cypher):
+        out.append(PARAM.sub(rf"{ROW}.\1", cypher[last : literal.start()]))
         out.append(literal.group(0))
         last = literal.end()
-    out.append(_PARAM.sub(rf"{ROW}.\1", cypher[last:]))
+    out.append(PARAM.sub(rf"{ROW}.\1", cypher[last:]))
     return f"UNWIND ${ROWS} AS {ROW} " + "".join(out)
 
 

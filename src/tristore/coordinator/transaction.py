@@ -277,7 +277,9 @@ class Transaction:
                 if intent.cache_ops:
                     ticket = c.cache_applier.enqueue(intent)
         await self._release_lane()
-        if logged is not None and not abandoned:
+        if strict is not None and abandoned:
+            await strict.abort()  # left to recovery, graph part included
+        elif logged is not None and not abandoned:
             if strict is not None:
                 await strict.commit()
             if ticket is not None:
