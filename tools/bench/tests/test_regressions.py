@@ -459,10 +459,11 @@ def test_count_floor_is_an_option(counts: Path) -> None:
         [
             "--results-dir", str(counts), "--count-floor", "0.03", "--floor", "0.06",
             "--count-noise", str(counts / "none.json"),
+            "--asv-config", str(counts / "no-config.json"),
         ],
     )  # fmt: skip
     assert done.exit_code == 0, done.output
-    block = json.loads("{" + done.stdout + "}")["regressions_thresholds"]
+    block = json.loads(done.stdout)
     assert block[r"^(?!instructions\.)"] == 0.06 and block[r"instructions\."] == 0.03
     assert th.effective_threshold(block, "instructions.Quiet.track_instructions") == 0.03
 
@@ -487,7 +488,9 @@ def test_each_parameter_combination_gets_its_own_threshold(counts: Path) -> None
         for name in [*others, "m.Ratios.track_ratio", entry + "x", entry[:-1], "x" + entry]:
             assert not re.match(regex, name), (regex, name)
     # The table: one row per entry.
-    done = CliRunner().invoke(th.command, ["--results-dir", str(counts)])
+    done = CliRunner().invoke(
+        th.command, ["--results-dir", str(counts), "--asv-config", str(counts / "none.json")]
+    )
     assert done.exit_code == 0, done.output
     rows = done.stderr.splitlines()[1:]
     assert len(rows) == len(noise)
@@ -563,15 +566,109 @@ def test_name_regex_matches_as_asv_does(entry: str, matches: bool) -> None:
     assert bool(re.match(th.name_regex("m.time_param"), entry)) is matches
 
 
-def test_cli_prints_a_block_to_paste(results: Path) -> None:
-    done = CliRunner().invoke(th.command, ["--results-dir", str(results)])
+def test_cli_prints_the_block_without_a_config(results: Path) -> None:
+    done = CliRunner().invoke(
+        th.command, ["--results-dir", str(results), "--asv-config", str(results / "none.json")]
+    )
     assert done.exit_code == 0, done.output
-    stdout = done.stdout
-    assert stdout.startswith('    "regressions_thresholds": {')
-    block = json.loads("{" + stdout + "}")["regressions_thresholds"]
+    block = json.loads(done.stdout)
     assert block == th.thresholds_block(th.measure_noise(results))
     assert ".*" not in block and block[r"^(?!instructions\.)"] == 0.05
     assert "capped" in done.stderr and "m.time_quiet" in done.stderr
+
+
+# --------------------------------------------------------------------------------------------
+# thresholds derived at publish time: asv.conf.json holds the policy, publish_block the rest
+
+OVERRIDE = r"m\.time_param\(1\)(@|$)"  # a person's choice for one entry
+
+
+def _config(tmp_path: Path, results: Path, policy: dict[str, float]) -> Path:
+    config = tmp_path / "asv.conf.json"
+    config.write_text(
+        json.dumps(
+            {
+                "version": 1,
+                "repo": ".",
+                "branches": ["main"],
+                "results_dir": str(results),
+                "html_dir": str(tmp_path / "html"),
+                "regressions_thresholds": policy,
+            }
+        )
+    )
+    return config
+
+
+def test_the_policy_floors_set_the_derivation(results: Path) -> None:
+    noise = th.measure_noise(results)
+    policy = {r"^(?!instructions\.)": 0.1, r"instructions\.": 0.02}
+    assert th.policy_floors(policy) == (0.1, 0.02)
+    assert th.policy_floors({}) == (th.FLOOR, th.COUNT_FLOOR)
+    block = th.publish_block(policy, noise)
+    assert block == th.thresholds_block(noise, floor=0.1, count_floor=0.02)
+    # m.time_quiet's 8% is under this floor: no key of its own.
+    assert th.effective_threshold(block, "m.time_quiet") == 0.1
+    assert th.publish_block({}, noise) == th.thresholds_block(noise)
+
+
+def test_an_override_replaces_the_derivation_for_the_entries_it_matches(results: Path) -> None:
+    noise = th.measure_noise(results)
+    derived = th.thresholds_block(noise)
+    assert derived[r"m\.time_param\(1\)(@|$)"] == 0.2  # what the noise gives it
+    policy = {**th.default_keys(), OVERRIDE: 0.12}
+    assert th.overrides(policy) == {OVERRIDE: 0.12}
+    block = th.publish_block(policy, noise)
+    # Lowered from 0.2 to 0.12: asv's maximum over matching keys would have kept 0.2.
+    assert th.effective_threshold(block, "m.time_param(1)") == 0.12
+    assert th.effective_threshold(block, "m.time_param(1)@main") == 0.12
+    # Every other entry keeps its derived threshold.
+    for n in noise:
+        if n.name != "m.time_param(1)":
+            assert th.effective_threshold(block, n.name) == th.effective_threshold(derived, n.name)
+    assert list(block)[:2] == list(th.default_keys()) and list(block)[-1] == OVERRIDE
+
+
+def test_the_command_derives_from_the_configs_policy(results: Path, tmp_path: Path) -> None:
+    policy = {**th.default_keys(), OVERRIDE: 0.12}
+    config = _config(tmp_path, results, policy)
+    done = CliRunner().invoke(th.command, ["--asv-config", str(config)])
+    assert done.exit_code == 0, done.output
+    block = json.loads(done.stdout)
+    assert (
+        block == th.derive(policy, results) == th.publish_block(policy, th.measure_noise(results))
+    )
+    (row,) = [r for r in done.stderr.splitlines() if r.startswith("m.time_param(1) ")]
+    assert row.endswith("0.120 (override)")
+
+
+def test_derive_without_results_is_the_policy(tmp_path: Path) -> None:
+    policy = {OVERRIDE: 0.3}
+    assert th.derive(policy, tmp_path / "none") == {**th.default_keys(), OVERRIDE: 0.3}
+
+
+def test_asv_loads_the_derived_block_when_publishing(
+    results: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """What asv_publish hands asv: the block the command prints, from the same results."""
+    asv_config = pytest.importorskip("asv.config")
+    from tristore_bench import asv_publish
+
+    monkeypatch.setattr(asv_config.Config, "load", asv_config.Config.load)
+    policy = {r"^(?!instructions\.)": 0.05, r"instructions\.": 0.02, OVERRIDE: 0.12}
+    config = _config(tmp_path, results, policy)
+    tolerances = asv_publish.count_tolerances({})
+    asv_publish.install_thresholds(tolerances, {})
+    conf = asv_config.Config.load(str(config))
+    done = CliRunner().invoke(
+        th.command,
+        ["--asv-config", str(config), "--count-noise", str(tmp_path / "no-noise.json")],
+    )
+    assert done.exit_code == 0, done.output
+    assert conf.regressions_thresholds == json.loads(done.stdout)
+    assert conf.regressions_thresholds != policy  # the derived keys were added
+    # The count steps' tolerance follows the policy's count floor.
+    assert set(tolerances.values()) == {0.02}
 
 
 def test_cli_machine_filter_and_missing_results(results: Path, tmp_path: Path) -> None:

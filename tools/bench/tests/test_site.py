@@ -598,6 +598,42 @@ def test_thresholds_from_real_results(published: Published) -> None:
         assert floor <= value <= thresholds.CAP, (n.name, value)
 
 
+def test_publish_derives_the_thresholds_the_command_prints(published: Published) -> None:
+    # The project's config holds the policy; what asv is given is derived from it and the
+    # results, exactly what `tristore-bench thresholds` prints for the same config.
+    policy = json.loads(published.config.read_text())["regressions_thresholds"]
+    done = CliRunner().invoke(thresholds.command, ["--asv-config", str(published.config)])
+    assert done.exit_code == 0, done.output
+    assert json.loads(done.stdout) == thresholds.derive(policy, published.results)
+
+
+def test_an_override_reaches_the_page_and_both_commands(
+    published: Published, tmp_path: Path
+) -> None:
+    """A policy override in the config, published again: the Regressions page's file,
+    ``tristore-bench regressions`` and ``tristore-bench thresholds`` all hold the count to it."""
+    conf = json.loads(published.config.read_text())
+    # The count rises 5x (by 400%): held to 500%, it is no regression.
+    override = {thresholds.name_regex(COUNT): 5.0}
+    conf.update(
+        html_dir=str(tmp_path / "html"),
+        regressions_thresholds={**conf["regressions_thresholds"], **override},
+    )
+    config = tmp_path / "asv.conf.json"
+    config.write_text(json.dumps(conf))
+    html = site.publish(config)
+    page = json.loads((html / "regressions.json").read_text())["regressions"]
+    assert COUNT not in {row[0] for row in page}
+    assert COUNT not in {r.benchmark for r in regressions_mod.load_regressions(html)}
+    done = CliRunner().invoke(regressions_mod.command, ["--asv-config", str(config)])
+    assert COUNT not in done.output
+    done = CliRunner().invoke(thresholds.command, ["--asv-config", str(config)])
+    assert done.exit_code == 0, done.output
+    assert thresholds.effective_threshold(json.loads(done.stdout), COUNT) == 5.0
+    # Without the override the same results flag it (the site the fixture published).
+    assert COUNT in {r.benchmark for r in regressions_mod.load_regressions(published.html)}
+
+
 def test_missing_npm_is_a_clear_error(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     for name in ("package.json", "package-lock.json"):
         shutil.copy(NPM_ROOT / name, tmp_path / name)

@@ -18,23 +18,31 @@ Instruction counts (``instructions.*``) are segmented by their repeat noise inst
 each count series keeps only the result parameters its workload depends on
 (:func:`tristore_bench.counts.series_params`): a redis-server upgrade does not split the SQLite
 write's count series.
+
+The thresholds asv holds each step to are derived here too, from the results being published:
+the config's ``regressions_thresholds`` is policy only (floors, overrides), and asv is given
+:func:`tristore_bench.thresholds.derive` of it, the block ``tristore-bench thresholds`` prints.
+A count's step tolerance follows the policy's count floor.
 """
 
 from __future__ import annotations
 
 import multiprocessing
 import sys
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
+from pathlib import Path
 from typing import Any
 
+from asv import config as asv_config
 from asv import graph as asv_graph
 from asv import step_detect
 
-from tristore_bench import changepoints, counts
+from tristore_bench import changepoints, counts, thresholds
 
 _ASV_DETECT_STEPS = step_detect.detect_steps  # asv's own, kept for weighted series
 _ASV_GET_GRAPH = asv_graph.GraphSet.get_graph
 _ASV_GRAPH_DETECT_STEPS = asv_graph.Graph.detect_steps
+_ASV_CONFIG_LOAD = asv_config.Config.load  # bound to Config: a classmethod
 
 
 def detect_steps(y: Sequence[Any], w: Sequence[Any] | None = None) -> list[Any]:
@@ -45,12 +53,13 @@ def detect_steps(y: Sequence[Any], w: Sequence[Any] | None = None) -> list[Any]:
 
 
 def count_tolerances(
-    records: dict[str, counts.WorkloadNoise] | None = None,
+    records: Mapping[str, counts.WorkloadNoise] | None = None,
+    count_floor: float = counts.COUNT_FLOOR,
 ) -> dict[str, float]:
     """Count entry prefix (``instructions.SQLiteWrite``) -> the relative step that is flagged."""
     noise = counts.load_noise() if records is None else records
     return {
-        benchmark: counts.flag_tolerance(counts.noise_for(workload, noise))
+        benchmark: counts.flag_tolerance(counts.noise_for(workload, noise), count_floor)
         for benchmark, workload in counts.COUNT_BENCHMARKS.items()
     }
 
@@ -103,10 +112,39 @@ def install(tolerances: dict[str, float]) -> None:
     asv_graph.Graph.detect_steps = graph_detect_steps  # type: ignore[method-assign]
 
 
+def install_thresholds(
+    tolerances: dict[str, float],
+    records: Mapping[str, counts.WorkloadNoise] | None = None,
+) -> None:
+    """Make every asv config loaded in this process carry the derived thresholds.
+
+    asv reads ``regressions_thresholds`` from the config object it loads; this hands it
+    :func:`tristore_bench.thresholds.derive` of the file's policy over the config's
+    ``results_dir`` (relative to the working directory, as asv resolves it), and moves the
+    count tolerances (``tolerances``, updated in place) to the policy's count floor.
+    """
+    noise = counts.load_noise() if records is None else records
+
+    def load(cls: type, path: str | None = None) -> Any:
+        conf = _ASV_CONFIG_LOAD(path)
+        policy = dict(getattr(conf, "regressions_thresholds", None) or {})
+        conf.regressions_thresholds = thresholds.derive(
+            policy, Path(conf.results_dir), records=noise
+        )
+        _, count_floor = thresholds.policy_floors(policy)
+        tolerances.update(count_tolerances(noise, count_floor))
+        return conf
+
+    asv_config.Config.load = classmethod(load)  # type: ignore[method-assign, assignment]
+
+
 def main(argv: list[str] | None = None) -> None:
     from asv.main import main as asv_main
 
-    install(count_tolerances())
+    records = counts.load_noise()
+    tolerances = count_tolerances(records)
+    install(tolerances)
+    install_thresholds(tolerances, records)
     multiprocessing.set_start_method("fork", force=True)
     sys.argv = ["asv", *(sys.argv[1:] if argv is None else argv)]
     asv_main()

@@ -55,6 +55,16 @@ confidence interval of the median (``ci_99_a``, ``ci_99_b``) and the sample quar
   the PR gate's calibrated instruction line is 1% (``--instr-threshold``), and the project asks for
   count thresholds of at most 2%. FLOOR would hide the very changes counts exist to show.
 
+**Derived at publish time.** ``asv.conf.json`` holds only policy: its ``regressions_thresholds``
+are the two floors (the :func:`default_keys`) and any override a person chose for an entry.
+:func:`publish_block` adds the derived keys to that policy, and both ``tristore-bench thresholds``
+(which prints it) and the site's ``asv publish`` (:mod:`tristore_bench.asv_publish`, which hands
+it to asv in place of the config's block) call it on the same ``results/``. So the Regressions
+page, ``tristore-bench regressions`` and the table this command prints are held to one block,
+which follows the history as it grows; no derived figure is pasted anywhere. An override replaces
+the derivation for every entry its key matches (``re.match`` on the entry name), with asv's own
+rule on top: the floor of the entry's kind still applies.
+
 asv's ``regressions_thresholds`` keys are regexes, matched with ``re.match`` against the entry name
 plus ``@branch``, and asv applies the *maximum* threshold of every key that matches (0.05 when none
 does; :func:`effective_threshold` computes the same). Hence:
@@ -100,9 +110,13 @@ __all__ = [
     "Noise",
     "command",
     "default_keys",
+    "derive",
     "effective_threshold",
     "measure_noise",
     "name_regex",
+    "overrides",
+    "policy_floors",
+    "publish_block",
     "thresholds_block",
 ]
 
@@ -370,12 +384,62 @@ def thresholds_block(
     count_floor: float = COUNT_FLOOR,
 ) -> dict[str, float]:
     """The ``regressions_thresholds`` mapping: :func:`default_keys` plus the entries above them."""
+    return publish_block(default_keys(floor, count_floor), noise, k_step, k_ci, cap)
+
+
+def policy_floors(policy: Mapping[str, float]) -> tuple[float, float]:
+    """(floor, count floor) a policy sets by its default keys; FLOOR, COUNT_FLOOR without them."""
+    measured, counted = default_keys()
+    return float(policy.get(measured, FLOOR)), float(policy.get(counted, COUNT_FLOOR))
+
+
+def overrides(policy: Mapping[str, float]) -> dict[str, float]:
+    """The keys of a policy block that a person chose for some entries: all but the floors."""
+    floors = default_keys()
+    return {key: float(value) for key, value in policy.items() if key not in floors}
+
+
+def publish_block(
+    policy: Mapping[str, float],
+    noise: Iterable[Noise],
+    k_step: float = K_STEP,
+    k_ci: float = K_CI,
+    cap: float = CAP,
+) -> dict[str, float]:
+    """The block asv publishes with: ``policy`` (floors and overrides) plus the derived keys.
+
+    The floors come from the policy's default keys (:func:`policy_floors`). Each entry whose
+    derived threshold is above its floor gets its own key, unless an override's key matches the
+    entry: then the override is the entry's threshold, not the larger of the two (asv applies
+    the maximum of every matching key, so keeping both would make an override that lowers a
+    threshold do nothing). Keys in order: the floors, the derived keys, the overrides.
+    """
+    floor, count_floor = policy_floors(policy)
+    chosen = overrides(policy)
     block = default_keys(floor, count_floor)
     for n in noise:
+        if any(re.match(key, n.name) for key in chosen):
+            continue
         value = n.threshold(k_step, k_ci, floor, cap, count_floor)
         if value is not None and value > (count_floor if n.is_count else floor):
             block[n.regex] = value
+    block.update(chosen)
     return block
+
+
+def derive(
+    policy: Mapping[str, float],
+    results_dir: Path,
+    machines: Iterable[str] | None = None,
+    records: Mapping[str, count_noise.WorkloadNoise] | None = None,
+) -> dict[str, float]:
+    """:func:`publish_block` for the results under ``results_dir``: what the site publishes with.
+
+    No results yet (a fresh checkout): the policy alone, with its floors made explicit.
+    """
+    if not results_dir.is_dir():
+        return publish_block(policy, [])
+    return publish_block(policy, measure_noise(results_dir, machines, records))
 
 
 def effective_threshold(block: Mapping[str, float], entry_name: str) -> float:
@@ -392,8 +456,18 @@ def _pct(x: float | None) -> str:
     return "-" if x is None else f"{100 * x:.1f}%"
 
 
+def load_policy(config: Path) -> dict[str, float]:
+    """The policy block of an asv config (its ``regressions_thresholds``); {} when it has none."""
+    raw = asv_paths(config).raw.get("regressions_thresholds", {})
+    if not isinstance(raw, dict) or not all(
+        isinstance(value, int | float) and not isinstance(value, bool) for value in raw.values()
+    ):
+        raise HarnessError(f"{config}: regressions_thresholds must map regexes to numbers")
+    return {str(key): float(value) for key, value in raw.items()}
+
+
 @click.command("thresholds")
-@asv_config_option("asv config (for results_dir).")
+@asv_config_option("asv config: its results_dir, and the policy (floors, overrides).")
 @click.option(
     "--results-dir",
     type=click.Path(file_okay=False, path_type=Path),
@@ -404,14 +478,17 @@ def _pct(x: float | None) -> str:
 @click.option("--k-step", type=float, default=K_STEP, show_default=True, help="x run-to-run noise.")
 @click.option("--k-ci", type=float, default=K_CI, show_default=True, help="x 99% CI half-width.")
 @click.option(
-    "--floor", type=float, default=FLOOR, show_default=True, help="Lowest threshold (not counts)."
+    "--floor",
+    type=float,
+    default=None,
+    help=f"Lowest threshold, not counts (default: the config's, else {FLOOR}).",
 )
 @click.option(
     "--count-floor",
     type=float,
-    default=COUNT_FLOOR,
-    show_default=True,
-    help=f"Lowest threshold of the instruction counts ({COUNT_PREFIX}*).",
+    default=None,
+    help=f"Lowest threshold of the counts, {COUNT_PREFIX}* (default: the config's, "
+    f"else {COUNT_FLOOR}).",
 )
 @click.option("--cap", type=float, default=CAP, show_default=True, help="Highest threshold.")
 @click.option(
@@ -427,16 +504,30 @@ def command(
     machines: tuple[str, ...],
     k_step: float,
     k_ci: float,
-    floor: float,
-    count_floor: float,
+    floor: float | None,
+    count_floor: float | None,
     cap: float,
     noise_file: Path | None,
 ) -> None:
-    """Print a regressions_thresholds block for asv.conf.json, derived from measured noise.
+    """Print the regressions_thresholds the site publishes with, derived from measured noise.
 
-    The derivation table goes to stderr, the JSON block (to paste into asv.conf.json) to stdout.
+    The policy (floors and overrides) is the config's ``regressions_thresholds``; the derived
+    keys are added from the results, as ``tristore-bench site`` does when it publishes. The
+    derivation table goes to stderr, the block (JSON) to stdout. Nothing is written.
     """
     try:
+        # A results directory given without a config file: the default policy.
+        policy = load_policy(config) if results_dir is None or Path(config).is_file() else {}
+        floors = policy_floors(policy)
+        policy = {
+            **default_keys(
+                floors[0] if floor is None else floor,
+                floors[1] if count_floor is None else count_floor,
+            ),
+            **overrides(policy),
+        }
+        floor, count_floor = policy_floors(policy)
+        chosen = overrides(policy)
         where = results_dir if results_dir is not None else asv_paths(config).results_dir
         records = count_noise.load_noise(noise_file)
         noise = measure_noise(where, machines or None, records)
@@ -444,6 +535,7 @@ def command(
         raise click.ClickException(str(exc)) from exc
     if not noise:
         raise click.ClickException(f"no benchmark results under {where}")
+    block = publish_block(policy, noise, k_step, k_ci, cap)
     # One row per entry; a parameterized benchmark's entry names run long.
     width = max(56, *(len(n.name) for n in noise))
     click.echo(
@@ -454,7 +546,9 @@ def command(
     for n in noise:
         value = n.threshold(k_step, k_ci, floor, cap, count_floor)
         shown = "floor" if value is None else f"{value:.3f}" if n.is_count else f"{value:.2f}"
-        if n.is_count:
+        if any(re.match(key, n.name) for key in chosen):
+            shown = f"{effective_threshold(block, n.name):.3f} (override)"
+        elif n.is_count:
             shown += " (repeat noise)" if value is not None and value > count_floor else ""
         elif n.resolution is not None and value == _ceil_pct(K_RESOLUTION * n.resolution):
             shown += " (resolution)"
@@ -465,5 +559,4 @@ def command(
             f"{_pct(n.resolution):>7} {_pct(n.repeat):>7} {shown:>9}",
             err=True,
         )
-    body = json.dumps(thresholds_block(noise, k_step, k_ci, floor, cap, count_floor), indent=4)
-    click.echo('    "regressions_thresholds": ' + body.replace("\n", "\n    "))
+    click.echo(json.dumps(block, indent=4))
