@@ -19,6 +19,7 @@ import asyncio
 import functools
 import os
 import shutil
+import sys
 import tempfile
 from collections.abc import Awaitable, Callable
 from typing import Any, TypeVar
@@ -38,6 +39,26 @@ def require(module: str, *names: str) -> Any:
         if not hasattr(mod, name):
             raise NotImplementedError(f"{module}.{name} is not available at this commit")
     return mod
+
+
+def workload(name: str) -> Any:
+    """The workload registry (HEAD's ``tristore_bench.workloads``), checked for ``name``.
+
+    A workload is defined once there and run by every harness; at a commit whose library lacks
+    what ``name`` uses, the benchmark skips.
+    """
+    tools = os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))), "tools")
+    src = os.path.join(tools, "bench", "src")
+    if src not in sys.path:
+        sys.path.insert(0, src)
+    try:
+        from tristore_bench import workloads
+    except ImportError as exc:  # a checkout without the tooling distribution
+        raise NotImplementedError(f"tristore_bench.workloads is not available: {exc}") from exc
+    lacking = workloads.missing(name)
+    if lacking is not None:
+        raise NotImplementedError(lacking)
+    return workloads
 
 
 # What a setup_cache returns at a commit that lacks the API: asv has no skip from setup_cache (an

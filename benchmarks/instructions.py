@@ -1,11 +1,12 @@
 """Instruction counts of the CPU-bound hot paths, under callgrind: deterministic across runs.
 
 Wall time on this shared VM moves by 15% or more between processes with the machine's state; the
-number of instructions an operation executes does not (repeated runs agree within 0.5%, see
-``tools/bench/measurements/instructions-stability.txt``), so these series can carry thresholds of
-a few percent. Each benchmark runs its workload (:mod:`tristore_bench.workloads`) at N and 2N
-operations in two valgrind processes and reports ``(I(2N) - I(N)) / N`` instructions per
-operation; start-up, opening the stores and warm-up are outside callgrind's counted region.
+number of instructions an operation executes does not (repeated counts of one commit agree within
+a fraction of a percent: ``tristore-bench count-noise``, ``tools/bench/count-noise.json``), so
+these series can carry thresholds of a few percent. Each benchmark runs its workload
+(:mod:`tristore_bench.workloads`) at N and 2N operations in two valgrind processes and reports
+``(I(2N) - I(N)) / N`` instructions per operation; start-up, opening the stores and warm-up
+are outside callgrind's counted region.
 
 What instructions cannot see (thread hops, lock waits, I/O, the servers' own work) stays with the
 wall-time benchmarks of the other modules.
@@ -18,34 +19,24 @@ commit asv installed; a workload whose API a commit lacks is skipped at that com
 
 from __future__ import annotations
 
-import hashlib
 import sys
 from pathlib import Path
 from typing import Any
-
-from .common import require
 
 _TOOLS = Path(__file__).resolve().parents[1] / "tools/bench/src"
 if str(_TOOLS) not in sys.path:
     sys.path.insert(0, str(_TOOLS))
 
 
-def _definition_version() -> str:
-    """What a count means: this module, the counting code and the workloads (HEAD's tools).
-
-    asv versions a benchmark by its own source only, and a count also depends on the code this
-    module imports from ``tools/bench``. Results whose version differs are left out of the site
-    and of regression detection, so a change to how something is counted starts the series
-    again (re-measure with ``asv run``) instead of reading as a change in the library.
-    """
-    digest = hashlib.sha256()
-    for path in (
-        Path(__file__),
-        _TOOLS / "tristore_bench" / "instructions.py",
-        _TOOLS / "tristore_bench" / "workloads.py",
-    ):
-        digest.update(path.read_bytes())
-    return digest.hexdigest()[:16]
+# What a count means: this module, the counting code (tristore_bench.instructions) and the
+# workload definitions (tristore_bench.workloads), all HEAD's. asv versions a benchmark by its own
+# source, which would miss the other two; results of another version are left out of the site
+# and of regression detection. So this string is the version, set by hand: change it when a
+# change to any of the three changes what a count measures (the series then starts again, and
+# is re-measured with ``asv run``); leave it when a change does not (a refactoring, a workload
+# added), so the history continues. It was the SHA-256 (first 16 hex digits) of the three files
+# while the version was computed from them, and the committed results carry it.
+COUNT_VERSION = "7d8d624120f93da9"
 
 
 def _instructions() -> Any:
@@ -57,10 +48,10 @@ def _instructions() -> Any:
 
 
 class _Instructions:
-    """One workload's instructions per operation; subclasses name it and the API it needs."""
+    """One workload's instructions per operation; subclasses name it (the API it needs is the
+    workload's own ``NEEDS`` entry in :mod:`tristore_bench.workloads`)."""
 
     workload = ""
-    needs: tuple[tuple[str, ...], ...] = ()  # (module, *names) that the workload imports
 
     # A count is exact: one process, one sample. Timeout: two valgrind processes of up to ~40 s
     # each on this machine (order_flow), plus seeding, with room for a loaded host.
@@ -68,15 +59,18 @@ class _Instructions:
     repeat = 1
     number = 1
     timeout = 900
-    version = _definition_version()
+    version = COUNT_VERSION
 
     def setup(self) -> None:
         instructions = _instructions()
         reason = instructions.available()
         if reason is not None:
             raise NotImplementedError(reason)
-        for module, *names in self.needs:
-            require(module, *names)
+        from tristore_bench import workloads
+
+        lacking = workloads.missing(self.workload)
+        if lacking is not None:
+            raise NotImplementedError(lacking)
         self.instructions = instructions
 
     def track_instructions(self) -> float:
@@ -89,47 +83,33 @@ class PoolCheckout(_Instructions):
     """tristore.pool: one checkout + return, over connections that cost nothing."""
 
     workload = "pool_checkout"
-    needs = (("tristore.pool", "Pool", "PoolConfig"), ("tristore.testing.floor", "NullConnector"))
 
 
 class SQLiteWrite(_Instructions):
     """SQLiteStore.execute: one single-row INSERT transaction, writer-thread hop included."""
 
     workload = "sqlite_write"
-    needs = (("tristore.stores", "SQLiteStore"),)
 
 
 class CoordinatedTransaction(_Instructions):
     """One Coordinator transaction (client side): 2 rows, 2 graph ops, 2 cache ops."""
 
     workload = "coordinated_tx"
-    needs = (
-        ("tristore.stores", "SQLiteStore", "GraphStore", "CacheStore"),
-        ("tristore.coordinator", "Coordinator"),
-        ("tristore.services", "RedisServer"),
-    )
 
 
 class RedisPipeline(_Instructions):
     """CacheStore.pipeline of 100 SETs (client side; the server is another, uncounted process)."""
 
     workload = "redis_pipeline"
-    needs = (("tristore.stores", "CacheStore"), ("tristore.services", "RedisServer"))
 
 
 class GraphPointRead(_Instructions):
     """GraphStore.query_rows: a parameterised point lookup on the seeded small graph (Kuzu)."""
 
     workload = "graph_point_read"
-    needs = (("tristore.stores", "GraphStore"), ("tristore.testing.setup", "seed_files"))
 
 
 class OrderFlow(_Instructions):
     """OrderPipeline.place_order: one order through SQLite, Kuzu and Redis (client side)."""
 
     workload = "order_flow"
-    needs = (
-        ("tristore.flows", "open_env"),
-        ("tristore.testing.setup", "seed_files"),
-        ("tristore.services", "RedisServer"),
-    )

@@ -5,7 +5,8 @@ from __future__ import annotations
 
 import asyncio
 import importlib
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Iterator
+from pathlib import Path
 from typing import Any
 
 import pytest
@@ -61,3 +62,20 @@ def measure(
     benchmark.pedantic(
         batch(loop, ops, op), rounds=samples(request, rounds), iterations=1, warmup_rounds=warmup
     )
+
+
+def workload(
+    loop: asyncio.AbstractEventLoop, name: str, data_dir: Path, redis_url: str = ""
+) -> Iterator[Callable[[], Awaitable[Any]]]:
+    """Yield the operation of the registry's workload ``name`` (tristore_bench.workloads), opened
+    on ``loop`` in ``data_dir``; skip when the library under test lacks what it uses."""
+    workloads = pytest.importorskip("tristore_bench.workloads")
+    lacking = workloads.missing(name)
+    if lacking is not None:
+        pytest.skip(f"{name}: {lacking} in the library under test")
+    opened = workloads.open_workload(name, workloads.Context(str(data_dir), redis_url=redis_url))
+    op = loop.run_until_complete(opened.__aenter__())
+    try:
+        yield op
+    finally:
+        loop.run_until_complete(opened.__aexit__(None, None, None))

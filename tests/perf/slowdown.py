@@ -285,20 +285,19 @@ async def _pool_cycle_floors(switch: Callable[[bool], None]) -> dict[str, float]
     in machine load during the measurement affects both alike, and the floor is what the
     gate's statistic (the per-round minimum) sees.
     """
-    from tristore.pool import Pool, PoolConfig
-    from tristore.testing.floor import NullConnector
+    import tempfile
+
+    from tristore_bench import workloads
 
     n = 500
-    pool: Pool[object] = Pool(
-        NullConnector("slowdown-calibration"), PoolConfig(min_size=1, max_size=1)
-    )
-    async with pool:
+    # The gate's own pool checkout (the registry's), so the pause is calibrated on what it times.
+    ctx = workloads.Context(tempfile.gettempdir())
+    async with workloads.open_workload("pool_checkout", ctx) as op:
 
         async def cycles() -> float:
             start = perf_counter()
             for _ in range(n):
-                async with pool.acquire():
-                    pass
+                await op()
             return (perf_counter() - start) / n
 
         await cycles()  # warm-up

@@ -10,17 +10,20 @@ Every case is timed the same way: one event loop per worker process, made on fir
 read around the loop (``asyncio.run`` per operation would cost ~140 us and swamp a 2 us pool
 checkout). Set-up (opening stores, connecting) happens before the first timed call.
 
-The pairs, and what makes each fair:
+The tristore side of every pair is the workload of :mod:`tristore_bench.workloads` (the one
+definition the counts, the gate and the asv history run too); the references here do the same
+operation with the raw drivers. The pairs, and what makes each fair:
 
-* ``pool_checkout``: tristore's ``Pool`` with a connector whose connections cost nothing, vs a
-  bare ``asyncio.Queue`` of one object (get, then put back): the least an async pool can do.
-* ``sqlite_write``: one single-row INSERT transaction into the same one-table schema, WAL +
-  synchronous=NORMAL everywhere: tristore ``SQLiteStore.execute`` vs aiosqlite
-  ``execute`` + ``commit`` (its documented way) vs raw ``sqlite3`` (BEGIN IMMEDIATE / INSERT /
-  COMMIT, synchronous, on the calling thread: the ceiling, not an async peer).
-* ``redis_single`` (SET) and ``redis_pipeline_100`` (100 SETs, no MULTI): tristore
+* ``pool_checkout``: tristore's ``Pool`` of ``POOL_SIZE`` connections that cost nothing, vs a
+  bare ``asyncio.Queue`` of as many objects (get, then put back): the least an async pool can do.
+* ``sqlite_write``: one single-row INSERT transaction of a customer, into files with the same
+  schema (tristore's, applied by a ``SQLiteStore`` before the references connect), WAL +
+  synchronous=NORMAL everywhere: tristore ``SQLiteStore.execute`` vs aiosqlite ``execute`` +
+  ``commit`` (its documented way) vs raw ``sqlite3`` (BEGIN IMMEDIATE / INSERT / COMMIT,
+  synchronous, on the calling thread: the ceiling, not an async peer).
+* ``redis_single`` (one SET) and ``redis_pipeline_100`` (100 SETs, no MULTI): tristore
   ``CacheStore`` vs ``redis.asyncio.Redis`` with the same redis-py, the same hiredis parser, the
-  same server.
+  same server, the same keys and values.
 * ``kuzu_read``: a parameterized point lookup on the same seeded graph: tristore
   ``GraphStore.query_rows`` vs a raw kuzu ``Connection`` called the same async way
   (``run_in_executor`` on a thread pool of the same size). tristore reuses prepared statements
@@ -33,24 +36,26 @@ The pairs, and what makes each fair:
 from __future__ import annotations
 
 import asyncio
+import itertools
 import os
 import sqlite3
 import sys
 import tempfile
 import warnings
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Iterator
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
 from time import perf_counter
-from typing import Any
+from typing import Any, cast
+
+from tristore_bench import workloads
 
 ENV_REDIS_URL = "TRISTORE_REDIS_URL"
-INSERT = "INSERT INTO perf (v) VALUES (?)"
-SCHEMA = "CREATE TABLE IF NOT EXISTS perf (id INTEGER PRIMARY KEY, v TEXT NOT NULL)"
-POINT_LOOKUP = "MATCH (c:Customer) WHERE c.id = $id RETURN c.name"
-LOOKUP_PARAMS = {"id": 42}
-PIPELINE = [("SET", f"cmp:{i}", "v" * 32) for i in range(100)]
+INSERT = workloads.INSERT_CUSTOMER
+POINT_LOOKUP = workloads.POINT_LOOKUP
+LOOKUP_PARAMS = workloads.LOOKUP_PARAMS
+PIPELINE = workloads.PIPELINE
 
 Op = Callable[[], Awaitable[Any]]
 
@@ -97,28 +102,30 @@ class Context:
 
         return store_settings(self.scratch, self.redis_url if redis else "")
 
+    async def workload(self, name: str, data_dir: Path | None = None) -> Any:
+        """Open tristore's side: the registry's workload ``name``, closed with the context."""
+        where = data_dir or self.scratch / name
+        where.mkdir(parents=True, exist_ok=True)
+        ctx = workloads.Context(
+            str(where), redis_url=self.redis_url if name.startswith("redis") else ""
+        )
+        opened = workloads.open_workload(name, ctx)
+        op = await opened.__aenter__()
+        self.closers.append(lambda: opened.__aexit__(None, None, None))
+        return op
+
 
 # -- pool ---------------------------------------------------------------------------------------
 
 
 async def tristore_pool(ctx: Context) -> Op:
-    from tristore.pool import Pool, PoolConfig
-    from tristore.testing.floor import NullConnector
-
-    pool: Pool[object] = Pool(NullConnector("compare"), PoolConfig(min_size=1, max_size=1))
-    await pool.open()
-    ctx.closers.append(pool.close)
-
-    async def op() -> None:
-        async with pool.acquire():
-            pass
-
-    return op
+    return cast(Op, await ctx.workload("pool_checkout"))
 
 
 async def queue_pool(ctx: Context) -> Op:
     queue: asyncio.Queue[object] = asyncio.Queue()
-    queue.put_nowait(object())
+    for _ in range(workloads.POOL_SIZE):
+        queue.put_nowait(object())
 
     async def op() -> None:
         conn = await queue.get()
@@ -134,17 +141,25 @@ async def queue_pool(ctx: Context) -> Op:
 
 
 async def tristore_sqlite(ctx: Context) -> Op:
+    return cast(Op, await ctx.workload("sqlite_write"))
+
+
+async def _schema_file(ctx: Context, name: str) -> Path:
+    """A SQLite file with tristore's schema, for a reference driver to write into."""
     from tristore.stores import SQLiteStore
 
-    store = SQLiteStore(ctx.settings(), apply_schema=False)
+    where = ctx.scratch / name
+    where.mkdir(parents=True, exist_ok=True)
+    settings = workloads.Context(str(where)).settings()
+    store = SQLiteStore(settings)
     await store.open()
-    ctx.closers.append(store.close)
-    await store.execute(SCHEMA)
+    await store.close()
+    return Path(settings.sqlite_path)
 
-    def op() -> Awaitable[int]:
-        return store.execute(INSERT, ("x",))
 
-    return op
+def _emails() -> Iterator[tuple[str]]:
+    # As the tristore side binds them: fixed width, unique (the column is UNIQUE).
+    return ((f"b{n:08d}@bench.example",) for n in itertools.count())
 
 
 def _pragmas(conn: sqlite3.Connection) -> None:
@@ -153,29 +168,29 @@ def _pragmas(conn: sqlite3.Connection) -> None:
     conn.execute("PRAGMA synchronous = NORMAL")
     conn.execute("PRAGMA busy_timeout = 30000")
     conn.execute("PRAGMA cache_size = 10000")
-    conn.execute(SCHEMA)
 
 
 async def aiosqlite_write(ctx: Context) -> Op:
     import aiosqlite
 
-    db = await aiosqlite.connect(ctx.scratch / "aiosqlite.sqlite3")
+    db = await aiosqlite.connect(await _schema_file(ctx, "aiosqlite"))
     ctx.closers.append(db.close)
     for pragma in ("journal_mode = WAL", "synchronous = NORMAL", "busy_timeout = 30000"):
         await db.execute(f"PRAGMA {pragma}")
-    await db.execute(SCHEMA)
     await db.commit()
+    emails = _emails()
 
     async def op() -> None:
-        await db.execute(INSERT, ("x",))
+        await db.execute(INSERT, next(emails))
         await db.commit()
 
     return op
 
 
 async def sqlite3_write(ctx: Context) -> Callable[[], None]:
-    conn = sqlite3.connect(ctx.scratch / "raw.sqlite3", isolation_level=None)
+    conn = sqlite3.connect(await _schema_file(ctx, "raw"), isolation_level=None)
     _pragmas(conn)
+    emails = _emails()
 
     async def close() -> None:
         conn.close()
@@ -184,22 +199,13 @@ async def sqlite3_write(ctx: Context) -> Callable[[], None]:
 
     def op() -> None:
         conn.execute("BEGIN IMMEDIATE")
-        conn.execute(INSERT, ("x",))
+        conn.execute(INSERT, next(emails))
         conn.execute("COMMIT")
 
     return op
 
 
 # -- Redis --------------------------------------------------------------------------------------
-
-
-async def tristore_redis(ctx: Context) -> Any:
-    from tristore.stores import CacheStore
-
-    store = CacheStore(ctx.settings(redis=True))
-    await store.open()
-    ctx.closers.append(store.close)
-    return store
 
 
 async def raw_redis(ctx: Context) -> Any:
@@ -212,18 +218,16 @@ async def raw_redis(ctx: Context) -> Any:
 
 
 async def tristore_redis_single(ctx: Context) -> Op:
-    store = await tristore_redis(ctx)
-    return lambda: store.set("cmp:single", "v" * 32)
+    return cast(Op, await ctx.workload("redis_single"))
 
 
 async def raw_redis_single(ctx: Context) -> Op:
     client = await raw_redis(ctx)
-    return lambda: client.set("cmp:single", "v" * 32)
+    return lambda: client.set(workloads.REDIS_KEY, workloads.REDIS_VALUE)
 
 
 async def tristore_redis_pipeline(ctx: Context) -> Op:
-    store = await tristore_redis(ctx)
-    return lambda: store.pipeline(PIPELINE)
+    return cast(Op, await ctx.workload("redis_pipeline"))
 
 
 async def raw_redis_pipeline(ctx: Context) -> Op:
@@ -248,12 +252,7 @@ def _graph_settings(ctx: Context) -> Any:
 
 
 async def tristore_kuzu(ctx: Context) -> Op:
-    from tristore.stores import GraphStore
-
-    store = GraphStore(_graph_settings(ctx), apply_schema=False)
-    await store.open()
-    ctx.closers.append(store.close)
-    return lambda: store.query_rows(POINT_LOOKUP, LOOKUP_PARAMS)
+    return cast(Op, await ctx.workload("graph_point_read", ctx.data_dir / "seeded"))
 
 
 def _raw_kuzu(ctx: Context) -> Any:

@@ -1,4 +1,14 @@
-"""The CPU-bound hot paths whose instructions :mod:`tristore_bench.instructions` counts.
+"""The hot-path workloads, each defined once, and the child that counts their instructions.
+
+**The registry.** :func:`open_workload` opens a workload by name in a :class:`Context` and yields
+its operation, an awaitable of no arguments: :data:`DEFINITIONS` (pool checkout, SQLite write,
+Redis single and pipeline, Kuzu point read, coordinated transaction, order flow). Every harness
+runs these same operations: the instruction counts (here, under callgrind), the PR gate's
+pytest-benchmark checks (``tests/perf``), ``tristore-bench compare`` and the in-process ratios
+(:mod:`tristore_bench.compare_bench`) and the asv history (``benchmarks/``). What a harness adds
+is its own: batch sizes, warm-up, timers. ``Context.counting`` selects the fixed conditions a
+count needs (one Kuzu thread, no background checkpoint, the coordinator's marks flushed on the
+next loop turn); the operation is the same. :data:`WORKLOADS` lists the counted ones.
 
 Run in the measured child as ``python -m tristore_bench.workloads NAME N`` (under callgrind, with
 ``--instr-atstart=no``). Each workload opens what it needs and warms up with instrumentation
@@ -18,7 +28,9 @@ sequence into one executable page and calls it through ctypes. Outside valgrind 
 no-op that returns 0, so the workloads also run natively (``RUNNING_ON_VALGRIND`` is 0 there).
 
 Imports of tristore happen inside the workloads: this module must import with the standard
-library alone (the parent only needs :data:`WORKLOADS`).
+library alone (the parent only needs :data:`WORKLOADS`). The library under measurement may be an
+old commit's: a workload's :data:`NEEDS` name the API it uses, and :func:`missing` says what a
+commit lacks, so each harness can skip it there.
 """
 
 from __future__ import annotations
@@ -27,6 +39,7 @@ import asyncio
 import contextlib
 import ctypes
 import dataclasses
+import importlib
 import mmap
 import os
 import platform
@@ -155,7 +168,12 @@ INSERT_CUSTOMER = (
     " VALUES (?, 'Bench', 'GB', 'standard', '2026-11-22 00:00:00')"
 )
 ORDER_AT = "2026-11-22 12:00:00"  # a fixed SQLite clock: the same strings in every run
-# The coordinator's own timers, set so none depends on the clock inside a counted region: no
+POOL_SIZE = 10  # pool_checkout: min and max size of the pool (and of a queue it is compared to)
+REDIS_KEY, REDIS_VALUE = "bench:single", "x" * 32  # redis_single: one SET
+PIPELINE = tuple(("SET", f"bench:{i:03d}", "x" * 32) for i in range(100))  # redis_pipeline
+POINT_LOOKUP = "MATCH (c:Customer) WHERE c.id = $id RETURN c.name"  # graph_point_read
+LOOKUP_PARAMS: dict[str, Any] = {"id": 42}
+# The coordinator's own timers under a count, set so none depends on the clock: no
 # periodic recovery sweep (every 5 s of wall time), and applied-marks flushed on the next loop
 # iteration (1 us, the smallest it accepts, always past after a settled poll) instead of after
 # 50 ms: with the 50 ms timer, how many marks one flush wrote (and
@@ -183,22 +201,44 @@ def _bound_kuzu() -> None:
     kuzu.Database = Database  # type: ignore[misc]
 
 
-def _settings(data_dir: str, **sections: Any) -> Any:
-    from tristore.config import Settings
+@dataclass
+class Context:
+    """Where a workload opens its stores, and under which conditions.
 
-    sections.setdefault("graph", {})
-    sections["graph"] = {"max_threads": 1, **sections["graph"]}
-    fields = {f.name for f in dataclasses.fields(Settings().sqlite)}
-    if "checkpoint_wal_bytes" in fields:
-        # The background WAL checkpoint runs on its own thread whenever the WAL passes the limit:
-        # how many frames it finds depends on thread timing, so in the counted region it made a
-        # write's count vary by >1%. It is not on the commit path; keep it out of the count.
-        sections["sqlite"] = {"checkpoint_wal_bytes": 2**40, **sections.get("sqlite", {})}
-    return Settings(data_dir=data_dir).replace(**sections)
+    ``data_dir``: the stores' files (a seeded data set for :data:`WORKLOADS` entries with
+    ``fixture``, see :func:`prepare`); ``redis_url``: the server of a Redis workload;
+    ``counting``: the fixed conditions of an instruction count.
+    """
+
+    data_dir: str
+    redis_url: str = ""
+    counting: bool = False
+
+    def settings(self, **sections: Any) -> Any:
+        """Settings rooted in ``data_dir``; under ``counting``, with the count's conditions."""
+        from tristore.config import Settings
+
+        if not self.counting:
+            base = Settings(data_dir=self.data_dir)
+            return base.replace(**sections) if sections else base
+        sections.setdefault("graph", {})
+        sections["graph"] = {"max_threads": 1, **sections["graph"]}
+        fields = {f.name for f in dataclasses.fields(Settings().sqlite)}
+        if "checkpoint_wal_bytes" in fields:
+            # The background WAL checkpoint runs on its own thread whenever the WAL passes the
+            # limit: how many frames it finds depends on thread timing, so in the counted region
+            # it made a write's count vary by >1%. It is not on the commit path; keep it out of
+            # the count.
+            sections["sqlite"] = {"checkpoint_wal_bytes": 2**40, **sections.get("sqlite", {})}
+        return Settings(data_dir=self.data_dir).replace(**sections)
+
+    def coordinator_options(self) -> dict[str, Any]:
+        """No periodic recovery sweep; under ``counting``, marks flushed on the next loop turn."""
+        return dict(COORDINATOR_OPTIONS) if self.counting else {"recovery_interval": None}
 
 
 @contextlib.asynccontextmanager
-async def _noop(ctx: _Context) -> AsyncIterator[Op]:
+async def _noop(ctx: Context) -> AsyncIterator[Op]:
     async def op() -> None:
         return None
 
@@ -206,11 +246,11 @@ async def _noop(ctx: _Context) -> AsyncIterator[Op]:
 
 
 @contextlib.asynccontextmanager
-async def _pool_checkout(ctx: _Context) -> AsyncIterator[Op]:
+async def _pool_checkout(ctx: Context) -> AsyncIterator[Op]:
     from tristore.pool import Pool, PoolConfig
     from tristore.testing.floor import NullConnector
 
-    pool: Any = Pool(NullConnector("bench"), PoolConfig(min_size=10, max_size=10))
+    pool: Any = Pool(NullConnector("bench"), PoolConfig(min_size=POOL_SIZE, max_size=POOL_SIZE))
     await pool.open()
 
     async def op() -> None:
@@ -224,10 +264,10 @@ async def _pool_checkout(ctx: _Context) -> AsyncIterator[Op]:
 
 
 @contextlib.asynccontextmanager
-async def _sqlite_write(ctx: _Context) -> AsyncIterator[Op]:
+async def _sqlite_write(ctx: Context) -> AsyncIterator[Op]:
     from tristore.stores import SQLiteStore
 
-    store: Any = SQLiteStore(_settings(ctx.data_dir))
+    store: Any = SQLiteStore(ctx.settings())
     await store.open()
     seq = iter(range(10**8))
 
@@ -242,12 +282,12 @@ async def _sqlite_write(ctx: _Context) -> AsyncIterator[Op]:
 
 
 @contextlib.asynccontextmanager
-async def _coordinated_tx(ctx: _Context) -> AsyncIterator[Op]:
+async def _coordinated_tx(ctx: Context) -> AsyncIterator[Op]:
     from tristore.coordinator import Coordinator
     from tristore.stores import CacheStore, GraphStore, SQLiteStore
 
     products = 5
-    settings = _settings(ctx.data_dir, redis={"url": ctx.redis_url, "pool_min": 1})
+    settings = ctx.settings(redis={"url": ctx.redis_url, "pool_min": 1})
     sqlite: Any = SQLiteStore(settings)
     graph: Any = GraphStore(settings)
     cache: Any = CacheStore(settings)
@@ -267,7 +307,7 @@ async def _coordinated_tx(ctx: _Context) -> AsyncIterator[Op]:
                 for p in range(1, products + 1)
             ]
         )
-        coord: Any = Coordinator(sqlite, graph, cache, **COORDINATOR_OPTIONS)
+        coord: Any = Coordinator(sqlite, graph, cache, **ctx.coordinator_options())
         await coord.open()
         stack.push_async_callback(coord.close)
         counter = iter(range(1, 10**8))
@@ -305,12 +345,12 @@ async def _coordinated_tx(ctx: _Context) -> AsyncIterator[Op]:
 
 
 @contextlib.asynccontextmanager
-async def _redis_pipeline(ctx: _Context) -> AsyncIterator[Op]:
+async def _redis_pipeline(ctx: Context) -> AsyncIterator[Op]:
     from tristore.stores import CacheStore
 
-    cache: Any = CacheStore(_settings(ctx.data_dir, redis={"url": ctx.redis_url, "pool_min": 1}))
+    cache: Any = CacheStore(ctx.settings(redis={"url": ctx.redis_url, "pool_min": 1}))
     await cache.open()
-    commands = [("SET", f"bench:{i:03d}", "x" * 32) for i in range(100)]
+    commands = list(PIPELINE)
 
     async def op() -> None:
         await cache.pipeline(commands)
@@ -322,13 +362,29 @@ async def _redis_pipeline(ctx: _Context) -> AsyncIterator[Op]:
 
 
 @contextlib.asynccontextmanager
-async def _graph_point_read(ctx: _Context) -> AsyncIterator[Op]:
+async def _redis_single(ctx: Context) -> AsyncIterator[Op]:
+    from tristore.stores import CacheStore
+
+    cache: Any = CacheStore(ctx.settings(redis={"url": ctx.redis_url, "pool_min": 1}))
+    await cache.open()
+
+    def op() -> Awaitable[Any]:
+        return cache.set(REDIS_KEY, REDIS_VALUE)
+
+    try:
+        yield op
+    finally:
+        await cache.close()
+
+
+@contextlib.asynccontextmanager
+async def _graph_point_read(ctx: Context) -> AsyncIterator[Op]:
     from tristore.stores import GraphStore
 
-    graph: Any = GraphStore(_settings(ctx.data_dir), apply_schema=False)
+    graph: Any = GraphStore(ctx.settings(), apply_schema=False)
     await graph.open()
-    cypher = "MATCH (c:Customer) WHERE c.id = $id RETURN c.name"
-    params = {"id": 42}
+    cypher = POINT_LOOKUP
+    params = dict(LOOKUP_PARAMS)
 
     async def op() -> None:
         await graph.query_rows(cypher, params)
@@ -340,7 +396,7 @@ async def _graph_point_read(ctx: _Context) -> AsyncIterator[Op]:
 
 
 @contextlib.asynccontextmanager
-async def _order_flow(ctx: _Context) -> AsyncIterator[Op]:
+async def _order_flow(ctx: Context) -> AsyncIterator[Op]:
     # What tristore.flows.open_env assembles, minus its timers: the manager's health and
     # rebalance loops (every 5 s and 30 s of wall time, so a varying number of them would fall
     # into a counted region that valgrind stretches to tens of seconds).
@@ -348,11 +404,11 @@ async def _order_flow(ctx: _Context) -> AsyncIterator[Op]:
     from tristore.flows import OrderPipeline
     from tristore.manager import PoolManager
 
-    settings = _settings(ctx.data_dir, redis={"url": ctx.redis_url})
+    settings = ctx.settings(redis={"url": ctx.redis_url})
     manager: Any = PoolManager(settings)
     await manager.open(monitor=False)
     try:
-        coordinator: Any = Coordinator.for_stores(manager, **COORDINATOR_OPTIONS)
+        coordinator: Any = Coordinator.for_stores(manager, **ctx.coordinator_options())
         await coordinator.open()
         try:
             await manager.cache.execute("FLUSHDB")
@@ -371,21 +427,61 @@ async def _order_flow(ctx: _Context) -> AsyncIterator[Op]:
         await manager.close()
 
 
-_FACTORIES: dict[str, Callable[[_Context], contextlib.AbstractAsyncContextManager[Op]]] = {
+#: name -> the workload: opened in a Context, it yields its operation. The one definition of each.
+DEFINITIONS: dict[str, Callable[[Context], contextlib.AbstractAsyncContextManager[Op]]] = {
     "noop": _noop,
     "pool_checkout": _pool_checkout,
     "sqlite_write": _sqlite_write,
     "coordinated_tx": _coordinated_tx,
+    "redis_single": _redis_single,
     "redis_pipeline": _redis_pipeline,
     "graph_point_read": _graph_point_read,
     "order_flow": _order_flow,
 }
 
+#: name -> (module, *names) of tristore that the workload uses: a commit without them skips it.
+NEEDS: dict[str, tuple[tuple[str, ...], ...]] = {
+    "noop": (),
+    "pool_checkout": (
+        ("tristore.pool", "Pool", "PoolConfig"),
+        ("tristore.testing.floor", "NullConnector"),
+    ),
+    "sqlite_write": (("tristore.stores", "SQLiteStore"),),
+    "coordinated_tx": (
+        ("tristore.stores", "SQLiteStore", "GraphStore", "CacheStore"),
+        ("tristore.coordinator", "Coordinator"),
+        ("tristore.services", "RedisServer"),
+    ),
+    "redis_single": (("tristore.stores", "CacheStore"), ("tristore.services", "RedisServer")),
+    "redis_pipeline": (("tristore.stores", "CacheStore"), ("tristore.services", "RedisServer")),
+    "graph_point_read": (
+        ("tristore.stores", "GraphStore"),
+        ("tristore.testing.setup", "seed_files"),
+    ),
+    "order_flow": (
+        ("tristore.flows", "open_env"),
+        ("tristore.testing.setup", "seed_files"),
+        ("tristore.services", "RedisServer"),
+    ),
+}
 
-@dataclass
-class _Context:
-    data_dir: str
-    redis_url: str = ""
+
+def missing(name: str) -> str | None:
+    """What the library under measurement lacks for workload ``name``; None if nothing."""
+    for module, *names in NEEDS[name]:
+        try:
+            found = importlib.import_module(module)
+        except ImportError:
+            return f"{module} is not available at this commit"
+        for attr in names:
+            if not hasattr(found, attr):
+                return f"{module}.{attr} is not available at this commit"
+    return None
+
+
+def open_workload(name: str, ctx: Context) -> contextlib.AbstractAsyncContextManager[Op]:
+    """Open workload ``name`` in ``ctx``: ``async with open_workload(...) as op: await op()``."""
+    return DEFINITIONS[name](ctx)
 
 
 # Test only (the gate's --inject-instructions): "WORKLOAD:ITERATIONS[,WORKLOAD:ITERATIONS]" runs
@@ -469,7 +565,7 @@ def _copy_fixture(fixture: str, data_dir: str) -> None:
 
 async def _run(name: str, n: int, data_dir: str) -> None:
     workload = WORKLOADS[name]
-    ctx = _Context(data_dir)
+    ctx = Context(data_dir, counting=True)
     async with contextlib.AsyncExitStack() as stack:
         if workload.redis:
             from tristore.services import RedisServer
@@ -478,7 +574,7 @@ async def _run(name: str, n: int, data_dir: str) -> None:
             await asyncio.to_thread(server.start)
             stack.callback(server.stop)
             ctx.redis_url = str(server.url)
-        op = await stack.enter_async_context(_FACTORIES[name](ctx))
+        op = await stack.enter_async_context(open_workload(name, ctx))
         for _ in range(workload.warmup):
             await op()
 
