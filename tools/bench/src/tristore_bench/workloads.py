@@ -44,6 +44,7 @@ import mmap
 import os
 import platform
 import random
+import selectors
 import shutil
 import sys
 import tempfile
@@ -520,8 +521,9 @@ class _SettledLoop(asyncio.SelectorEventLoop):
     """
 
     def __init__(self) -> None:
-        super().__init__()
-        selector = self._selector  # type: ignore[attr-defined]
+        # The loop's own default, made here so that its select can be wrapped through public API.
+        selector = selectors.DefaultSelector()
+        super().__init__(selector)
         real_select = selector.select
 
         def settled(timeout: float | None = None) -> Any:
