@@ -41,18 +41,23 @@ def require(module: str, *names: str) -> Any:
     return mod
 
 
-def workload(name: str) -> Any:
-    """The workload registry (HEAD's ``tristore_bench.workloads``), checked for ``name``.
-
-    A workload is defined once there and run by every harness; at a commit whose library lacks
-    what ``name`` uses, the benchmark skips.
-    """
+def registry() -> Any:
+    """The workload registry, ``tristore_bench.workloads`` of this checkout's ``tools/bench``
+    (HEAD's, like this suite): the one definition of each hot path every harness runs."""
     tools = os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))), "tools")
     src = os.path.join(tools, "bench", "src")
     if src not in sys.path:
         sys.path.insert(0, src)
+    from tristore_bench import workloads
+
+    return workloads
+
+
+def workload(name: str) -> Any:
+    """:func:`registry`, checked for workload ``name``: a commit whose library lacks what the
+    workload uses skips the benchmark."""
     try:
-        from tristore_bench import workloads
+        workloads = registry()
     except ImportError as exc:  # a checkout without the tooling distribution
         raise NotImplementedError(f"tristore_bench.workloads is not available: {exc}") from exc
     lacking = workloads.missing(name)

@@ -19,12 +19,11 @@ import statistics
 import time
 from typing import Any
 
-from .common import AsyncBench, require, settings_in
+from .common import AsyncBench, registry, require, settings_in
 
 ORDERS = 20  # transactions per timed call
 CONCURRENCY = 25
 PER_CLIENT = 16  # transactions per client in the concurrent run (400 in all)
-PRODUCTS = 5
 
 _server: Any = None
 
@@ -39,22 +38,13 @@ def _redis_url() -> str:
     return str(_server.url)
 
 
-NEW_ROWS = (
-    "INSERT INTO customers (email, name, country) VALUES (?, ?, 'GB') RETURNING id",
-    "INSERT INTO orders (customer_id, product_id, price, quantity) VALUES (?, ?, 9.5, 2)"
-    " RETURNING id",
-)
-CUSTOMER_NODE = "CREATE (:Customer {id: $id, name: $name, tier: 'standard'})"
-PURCHASE_EDGE = (
-    "MATCH (c:Customer {id: $cid}), (p:Product {id: $pid})"
-    " CREATE (c)-[:PURCHASED {order_id: $oid, quantity: 2}]->(p)"
-)
-
-
-def _insert_rows(conn: Any, n: int) -> tuple[int, int]:
-    cid = conn.execute(NEW_ROWS[0], (f"bench{n}@example.com", f"c{n}")).fetchone()[0]
-    oid = conn.execute(NEW_ROWS[1], (cid, 1 + n % PRODUCTS)).fetchone()[0]
-    return cid, oid
+# The unit of work is the registry's coordinated order (tristore_bench.workloads), the one the
+# instruction counts and the PR gate run: its rows, graph ops and cache ops, defined once.
+_ORDER = registry()
+PRODUCTS = _ORDER.PRODUCTS
+CUSTOMER_NODE = _ORDER.CUSTOMER_NODE
+PURCHASE_EDGE = _ORDER.PURCHASE_EDGE
+_insert_rows = _ORDER.insert_order_rows
 
 
 class _Stores(AsyncBench):
@@ -75,24 +65,7 @@ class _Stores(AsyncBench):
         for store in (self.sqlite, self.graph, self.cache):
             self.run(store.open())
         self.run(self.cache.execute("FLUSHDB"))
-        self.run(
-            self.sqlite.executemany(
-                "INSERT INTO products (id, sku, name, category, price, stock)"
-                " VALUES (?, ?, 'p', 'bench', 9.5, 100)",
-                [(pid, f"B-{pid}") for pid in range(1, PRODUCTS + 1)],
-            )
-        )
-        self.run(
-            self.graph.write(
-                [
-                    (
-                        "CREATE (:Product {id: $id, name: 'p', category: 'bench', price: 9.5})",
-                        {"id": pid},
-                    )
-                    for pid in range(1, PRODUCTS + 1)
-                ]
-            )
-        )
+        self.run(_ORDER.seed_products(self.sqlite, self.graph))
         self.coord: Any = None
         self.n = 0
 
@@ -115,30 +88,14 @@ class _Stores(AsyncBench):
     # -- the unit of work, both ways --------------------------------------------------------
     async def coordinated(self) -> None:
         self.n += 1
-        n = self.n
-        async with self.coord.transaction() as tx:
-            cid, oid = await tx.sql_fn(lambda c: _insert_rows(c, n))
-            tx.graph(CUSTOMER_NODE, {"id": cid, "name": f"c{n}"})
-            tx.graph(PURCHASE_EDGE, {"cid": cid, "pid": 1 + n % PRODUCTS, "oid": oid})
-            tx.cache("HSET", f"order:{oid}", "customer", cid, "total", "19.0")
-            tx.cache("INCRBY", "stats:orders", 1)
+        await _ORDER.coordinated_order(self.coord, self.n)
 
     async def uncoordinated(self) -> None:
         self.n += 1
         n = self.n
         cid, oid = await self.sqlite.write(lambda c: _insert_rows(c, n))
-        await self.graph.write(
-            [
-                (CUSTOMER_NODE, {"id": cid, "name": f"c{n}"}),
-                (PURCHASE_EDGE, {"cid": cid, "pid": 1 + n % PRODUCTS, "oid": oid}),
-            ]
-        )
-        await self.cache.pipeline(
-            [
-                ("HSET", f"order:{oid}", "customer", cid, "total", "19.0"),
-                ("INCRBY", "stats:orders", 1),
-            ]
-        )
+        await self.graph.write(_ORDER.order_graph_ops(n, cid, oid))
+        await self.cache.pipeline(_ORDER.order_cache_ops(cid, oid))
 
     async def rolled_back(self) -> None:
         self.n += 1

@@ -150,3 +150,23 @@ def test_count_benchmarks_name_registry_workloads(monkeypatch: pytest.MonkeyPatc
         if isinstance(cls, type) and getattr(cls, "workload", "")
     }
     assert named and named <= set(workloads.WORKLOADS)
+
+
+def test_the_asv_coordinated_writes_run_the_registrys_order(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    monkeypatch.syspath_prepend(str(REPO))
+    from benchmarks import coordinated
+
+    seen: list[tuple[Any, int]] = []
+
+    async def order(coord: Any, n: int) -> None:
+        seen.append((coord, n))
+
+    monkeypatch.setattr(workloads, "coordinated_order", order)
+    bench = coordinated.CoordinatedWrites()
+    bench.coord, bench.n = "the coordinator", 0
+    asyncio.run(bench.coordinated())
+    assert seen == [("the coordinator", 1)]
+    # The plain twin writes the same order's rows, graph ops and cache ops.
+    assert coordinated._insert_rows is workloads.insert_order_rows

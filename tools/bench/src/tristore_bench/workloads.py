@@ -238,6 +238,70 @@ class Context:
         return dict(COORDINATOR_OPTIONS) if self.counting else {"recovery_interval": None}
 
 
+# -- the coordinated order: one unit of work, coordinated here and written plainly beside it by
+# benchmarks/coordinated.py (the price of the guarantees is the difference) --------------------
+
+PRODUCTS = 5  # products seeded for the orders (seed_products)
+NEW_ORDER_ROWS = (
+    "INSERT INTO customers (email, name, country) VALUES (?, ?, 'GB') RETURNING id",
+    "INSERT INTO orders (customer_id, product_id, price, quantity) VALUES (?, ?, 9.5, 2)"
+    " RETURNING id",
+)
+CUSTOMER_NODE = "CREATE (:Customer {id: $id, name: $name, tier: 'standard'})"
+PURCHASE_EDGE = (
+    "MATCH (c:Customer {id: $cid}), (p:Product {id: $pid})"
+    " CREATE (c)-[:PURCHASED {order_id: $oid, quantity: 2}]->(p)"
+)
+
+
+async def seed_products(sqlite: Any, graph: Any) -> None:
+    """The PRODUCTS products the orders buy, in SQLite and in the graph."""
+    await sqlite.executemany(
+        "INSERT INTO products (id, sku, name, category, price, stock)"
+        " VALUES (?, ?, 'p', 'bench', 9.5, 100)",
+        [(pid, f"B-{pid}") for pid in range(1, PRODUCTS + 1)],
+    )
+    await graph.write(
+        [
+            ("CREATE (:Product {id: $id, name: 'p', category: 'bench', price: 9.5})", {"id": p})
+            for p in range(1, PRODUCTS + 1)
+        ]
+    )
+
+
+def insert_order_rows(conn: Any, n: int) -> tuple[int, int]:
+    """Order ``n``'s rows on a SQLite connection: a new customer and its order; their ids."""
+    cid = conn.execute(NEW_ORDER_ROWS[0], (f"b{n:08d}@bench.example", f"c{n:08d}")).fetchone()[0]
+    oid = conn.execute(NEW_ORDER_ROWS[1], (cid, 1 + n % PRODUCTS)).fetchone()[0]
+    return cid, oid
+
+
+def order_graph_ops(n: int, cid: int, oid: int) -> list[tuple[str, dict[str, Any]]]:
+    """Order ``n``'s graph ops: the customer's node and a PURCHASED edge."""
+    return [
+        (CUSTOMER_NODE, {"id": cid, "name": f"c{n:08d}"}),
+        (PURCHASE_EDGE, {"cid": cid, "pid": 1 + n % PRODUCTS, "oid": oid}),
+    ]
+
+
+def order_cache_ops(cid: int, oid: int) -> list[tuple[Any, ...]]:
+    """An order's cache ops: its hash and the order counter."""
+    return [
+        ("HSET", f"order:{oid:08d}", "customer", cid, "total", "19.0"),
+        ("INCRBY", "stats:orders", 1),
+    ]
+
+
+async def coordinated_order(coord: Any, n: int) -> None:
+    """Order ``n`` as one coordinated transaction: 2 rows, 2 graph ops, 2 cache ops."""
+    async with coord.transaction() as tx:
+        cid, oid = await tx.sql_fn(lambda c: insert_order_rows(c, n))
+        for cypher, params in order_graph_ops(n, cid, oid):
+            tx.graph(cypher, params)
+        for command in order_cache_ops(cid, oid):
+            tx.cache(*command)
+
+
 @contextlib.asynccontextmanager
 async def _noop(ctx: Context) -> AsyncIterator[Op]:
     async def op() -> None:
@@ -287,7 +351,6 @@ async def _coordinated_tx(ctx: Context) -> AsyncIterator[Op]:
     from tristore.coordinator import Coordinator
     from tristore.stores import CacheStore, GraphStore, SQLiteStore
 
-    products = 5
     settings = ctx.settings(redis={"url": ctx.redis_url, "pool_min": 1})
     sqlite: Any = SQLiteStore(settings)
     graph: Any = GraphStore(settings)
@@ -297,50 +360,14 @@ async def _coordinated_tx(ctx: Context) -> AsyncIterator[Op]:
             await store.open()
             stack.push_async_callback(store.close)
         await cache.execute("FLUSHDB")
-        await sqlite.executemany(
-            "INSERT INTO products (id, sku, name, category, price, stock)"
-            " VALUES (?, ?, 'p', 'bench', 9.5, 100)",
-            [(pid, f"B-{pid}") for pid in range(1, products + 1)],
-        )
-        await graph.write(
-            [
-                ("CREATE (:Product {id: $id, name: 'p', category: 'bench', price: 9.5})", {"id": p})
-                for p in range(1, products + 1)
-            ]
-        )
+        await seed_products(sqlite, graph)
         coord: Any = Coordinator(sqlite, graph, cache, **ctx.coordinator_options())
         await coord.open()
         stack.push_async_callback(coord.close)
         counter = iter(range(1, 10**8))
 
-        def insert_rows(conn: Any, n: int) -> tuple[int, int]:
-            cid = conn.execute(
-                "INSERT INTO customers (email, name, country) VALUES (?, ?, 'GB') RETURNING id",
-                (f"b{n:08d}@bench.example", f"c{n:08d}"),
-            ).fetchone()[0]
-            oid = conn.execute(
-                "INSERT INTO orders (customer_id, product_id, price, quantity)"
-                " VALUES (?, ?, 9.5, 2) RETURNING id",
-                (cid, 1 + n % products),
-            ).fetchone()[0]
-            return cid, oid
-
         async def op() -> None:
-            # The same unit of work as benchmarks/coordinated.py's CoordinatedWrites.
-            n = next(counter)
-            async with coord.transaction() as tx:
-                cid, oid = await tx.sql_fn(lambda c: insert_rows(c, n))
-                tx.graph(
-                    "CREATE (:Customer {id: $id, name: $name, tier: 'standard'})",
-                    {"id": cid, "name": f"c{n:08d}"},
-                )
-                tx.graph(
-                    "MATCH (c:Customer {id: $cid}), (p:Product {id: $pid})"
-                    " CREATE (c)-[:PURCHASED {order_id: $oid, quantity: 2}]->(p)",
-                    {"cid": cid, "pid": 1 + n % products, "oid": oid},
-                )
-                tx.cache("HSET", f"order:{oid:08d}", "customer", cid, "total", "19.0")
-                tx.cache("INCRBY", "stats:orders", 1)
+            await coordinated_order(coord, next(counter))
 
         yield op
 
