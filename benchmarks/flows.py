@@ -16,6 +16,7 @@ import time
 from pathlib import Path
 from typing import Any
 
+from . import common
 from .common import AsyncBench, cache_or_skip, require, settings_in, skip_if_unavailable
 
 ORDERS = 20  # orders per timed call
@@ -23,6 +24,7 @@ READS = 50  # cached recommendation reads per timed call
 LOAD_SECONDS = 3.0  # each scenario in FlowLoad.setup_cache (the suite has 5 min per commit)
 
 _server: Any = None
+_REGISTRY = common.registry()
 
 
 def _redis_url() -> str:
@@ -73,9 +75,9 @@ class FlowOps(AsyncBench):
         self.teardown_loop()
 
     async def order(self) -> Any:
+        # The registry's order_flow order (tristore_bench.workloads), at the clock's time.
         self.n += 1
-        n = self.n
-        return await self.pipeline.place_order(1 + n % 200, 1 + (n * 7) % 100, 1 + n % 3)
+        return await self.pipeline.place_order(*_REGISTRY.order_args(self.n))
 
     async def order_seen(self) -> None:
         """An order, until the dashboard has received its analytics event (commit -> event)."""

@@ -9,13 +9,11 @@ import sqlite3
 from pathlib import Path
 from typing import Any
 
+from . import common
 from .common import AsyncBench, cache_or_skip, require, settings_in, skip_if_unavailable
 
 WRITES = 100  # transactions per timed call
-INSERT = (
-    "INSERT INTO customers (email, name, country, tier, created_at)"
-    " VALUES (?, 'Bench', 'GB', 'standard', '2026-11-22 00:00:00')"
-)
+INSERT = common.registry().INSERT_CUSTOMER  # the registry's sqlite_write (tristore_bench.workloads)
 
 
 class _Seq:

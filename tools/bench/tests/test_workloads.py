@@ -170,3 +170,23 @@ def test_the_asv_coordinated_writes_run_the_registrys_order(
     assert seen == [("the coordinator", 1)]
     # The plain twin writes the same order's rows, graph ops and cache ops.
     assert coordinated._insert_rows is workloads.insert_order_rows
+
+
+def test_the_asv_flows_place_the_registrys_orders(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.syspath_prepend(str(REPO))
+    from benchmarks import flows, sqlite_wal
+
+    placed: list[tuple[Any, ...]] = []
+
+    class Pipeline:
+        async def place_order(self, *args: Any) -> None:
+            placed.append(args)
+
+    bench = flows.FlowOps()
+    bench.pipeline, bench.n = Pipeline(), 0
+    asyncio.run(bench.order())
+    asyncio.run(bench.order())
+    assert placed == [workloads.order_args(1), workloads.order_args(2)]
+    # The SQLite commits insert the registry's row; the pipelines are its SET commands.
+    assert sqlite_wal.INSERT == workloads.INSERT_CUSTOMER
+    assert list(workloads.PIPELINE) == workloads.set_commands(100)

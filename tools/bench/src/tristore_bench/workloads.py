@@ -171,9 +171,23 @@ INSERT_CUSTOMER = (
 ORDER_AT = "2026-11-22 12:00:00"  # a fixed SQLite clock: the same strings in every run
 POOL_SIZE = 10  # pool_checkout: min and max size of the pool (and of a queue it is compared to)
 REDIS_KEY, REDIS_VALUE = "bench:single", "x" * 32  # redis_single: one SET
-PIPELINE = tuple(("SET", f"bench:{i:03d}", "x" * 32) for i in range(100))  # redis_pipeline
+
+
+def set_commands(size: int) -> list[tuple[str, str, str]]:
+    """``size`` SET commands of 32-byte values: a pipeline of them is redis_pipeline's op."""
+    return [("SET", f"bench:{i:03d}", "x" * 32) for i in range(size)]
+
+
+PIPELINE = tuple(set_commands(100))  # redis_pipeline
 POINT_LOOKUP = "MATCH (c:Customer) WHERE c.id = $id RETURN c.name"  # graph_point_read
 LOOKUP_PARAMS: dict[str, Any] = {"id": 42}
+
+
+def order_args(n: int) -> tuple[int, int, int]:
+    """order_flow's ``n``-th order: (customer, product, quantity) of the seeded small data set."""
+    return 1 + n % 200, 1 + (n * 7) % 100, 1 + n % 3
+
+
 # The coordinator's own timers under a count, set so none depends on the clock: no
 # periodic recovery sweep (every 5 s of wall time), and applied-marks flushed on the next loop
 # iteration (1 us, the smallest it accepts, always past after a settled poll) instead of after
@@ -445,8 +459,7 @@ async def _order_flow(ctx: Context) -> AsyncIterator[Op]:
 
             async def op() -> None:
                 # As benchmarks/flows.py's FlowOps.order, with a fixed clock.
-                n = next(counter)
-                await pipeline.place_order(1 + n % 200, 1 + (n * 7) % 100, 1 + n % 3, at=ORDER_AT)
+                await pipeline.place_order(*order_args(next(counter)), at=ORDER_AT)
 
             yield op
         finally:
