@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import time
 from dataclasses import dataclass, field
 from typing import Any
@@ -9,6 +10,7 @@ from typing import Any
 from tristore.config import Settings, redact_text
 from tristore.errors import TristoreError
 from tristore.stores import CacheStore, CheckedOnDisk, GraphStore, SQLiteStore, Store
+from tristore.stores.graph import vet_graph_file
 
 
 @dataclass
@@ -31,6 +33,10 @@ async def _probe(name: str, store: Store, settings: Settings, full_check: bool) 
 async def _open_and_check(name: str, store: Store, full_check: bool) -> StoreReport:
     started = time.perf_counter()
     try:
+        if isinstance(store, GraphStore):
+            # A corrupt graph file can crash the engine that opens it: the doctor always has
+            # it opened in a child process first, whatever a clean-close marker says.
+            await asyncio.to_thread(vet_graph_file, store.settings, always_probe=True)
         await store.open()
     except (TristoreError, OSError) as exc:
         return StoreReport(name, ok=False, error=_one_line(exc))
@@ -68,7 +74,9 @@ async def diagnose(settings: Settings, *, full_check: bool = False) -> list[Stor
     """Each store on its own, so that one failure does not hide the state of the others.
 
     SQLite's pages are checked with ``PRAGMA quick_check``; ``full_check`` runs
-    ``integrity_check`` instead (slower: it also compares every index with its table).
+    ``integrity_check`` instead (slower: it also compares every index with its table). An
+    existing graph file is opened in a child process first (a corrupt one can crash the engine
+    that opens it), so a corrupt file is a FAIL line, not a dead doctor.
     """
     return [
         await _probe("sqlite", SQLiteStore(settings), settings, full_check),

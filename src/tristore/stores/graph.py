@@ -23,10 +23,15 @@ import concurrent.futures
 import contextlib
 import ctypes
 import ctypes.util
+import gc
 import importlib
 import importlib.util
+import logging
+import os
+import re
 import sys
 import threading
+import traceback
 from collections.abc import Callable, Coroutine, Mapping, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
@@ -34,14 +39,16 @@ from types import ModuleType
 from typing import Any, Generic, TypeVar
 
 from tristore.config import Settings
-from tristore.errors import QueryError, StoreUnavailable
+from tristore.errors import QueryError, StoreFull, StoreUnavailable
 from tristore.pool import Pool, PoolConfig
 from tristore.schema import graph_statements
+from tristore.stores import graph_probe
 from tristore.stores.graph_prepared import PreparedStatements
 from tristore.stores.limits import check_values
 
 T = TypeVar("T")
 STORE = "graph"
+log = logging.getLogger(__name__)
 Statement = tuple[str, Mapping[str, Any] | None]
 
 # How often a cancelled call's interrupt is repeated until the call returns: an interrupt is
@@ -111,6 +118,14 @@ def _open_database(settings: Settings) -> tuple[tuple[str, str], _SharedDatabase
     key = (g.engine, str(path.resolve()))
     with _registry_lock:
         shared = _registry.get(key)
+        if shared is not None:
+            shared.refs += 1
+            return key, shared
+    # Outside the lock: a probe takes a child process's start-up, and _release_database, which
+    # takes the lock on the event loop's thread, must not wait for it.
+    vet_graph_file(settings)
+    with _registry_lock:
+        shared = _registry.get(key)
         if shared is None:
             try:
                 path.parent.mkdir(parents=True, exist_ok=True)
@@ -120,12 +135,51 @@ def _open_database(settings: Settings) -> tuple[tuple[str, str], _SharedDatabase
                     max_num_threads=g.max_threads,
                     compression=g.compression,
                 )
-            except (RuntimeError, OSError) as exc:
+            except Exception as exc:  # MemoryError (std::bad_alloc) and ValueError included
                 raise StoreUnavailable(STORE, _explain_open_error(path, exc)) from exc
+            # Open now: a process that dies before its clean close must leave no marker.
+            graph_probe.clear_mark(Path(key[1]))
             shared = _SharedDatabase(db, engine)
             _registry[key] = shared
         shared.refs += 1
         return key, shared
+
+
+def vet_graph_file(settings: Settings, *, always_probe: bool = False) -> None:
+    """Refuse an existing graph file that would crash the engine or open as an empty graph.
+
+    See :mod:`tristore.stores.graph_probe`: the header and size are checked here, and the
+    engine opens the file in a child process first unless a clean close left it marked (or
+    ``always_probe``, as ``tristore doctor`` asks). Raises :class:`StoreUnavailable` naming the
+    file. Blocks for the probe: call it off the event loop.
+    """
+    g = settings.graph
+    path = settings.graph_path.resolve()
+    try:
+        if not path.is_file():
+            return  # a new database (or not a file, which the engine reports itself)
+        problem = graph_probe.check_header(path, g.engine)
+    except OSError as exc:
+        raise StoreUnavailable(STORE, f"cannot read the graph database file {path}: {exc}") from exc
+    if problem is not None:
+        raise StoreUnavailable(
+            STORE,
+            f"the graph database file {path} {problem}; restore it from a backup, or move it "
+            "away to start an empty graph",
+        )
+    if not always_probe and graph_probe.is_marked_clean(path):
+        return
+    result = graph_probe.probe(
+        path, g.engine, buffer_pool_bytes=g.buffer_pool_bytes, compression=g.compression
+    )
+    if not result.ok:
+        raise StoreUnavailable(STORE, _explain_open_error(path, _ProbeFailed(result.error)))
+    # The child closed the file cleanly: the next process need not probe it again.
+    graph_probe.mark_clean(path)
+
+
+# Databases left open because their disk had no room to close them (see _release_database).
+_parked: set[tuple[str, str]] = set()
 
 
 def _release_database(key: tuple[str, str]) -> None:
@@ -134,28 +188,169 @@ def _release_database(key: tuple[str, str]) -> None:
         if shared is None:
             return
         shared.refs -= 1
-        if shared.refs <= 0:
-            del _registry[key]
-            # Closing must not raise to the caller.
-            with contextlib.suppress(Exception):
-                shared.db.close()
+        if shared.refs > 0:
+            return
+        path = Path(key[1])
+        if _room_needed(path) is not None:
+            _park(key, shared)
+            return
+        del _registry[key]
+        _parked.discard(key)
+        # Under the lock: an open of the same path must not race the engine's unlock.
+        if _close_database(shared):
+            graph_probe.mark_clean(path)
+
+
+def _park(key: tuple[str, str], shared: _SharedDatabase) -> None:
+    """Leave a Database open whose disk is full, rather than let closing it abort the process.
+
+    Closing flushes the write-ahead log's buffer and checkpoints; on a full disk the engine
+    throws from a destructor and the process aborts (``terminate called after throwing
+    kuzu::common::IOException``). Left open, the file is as a killed process leaves it: every
+    acknowledged write is in the log, and the next open replays it once space is back. The
+    Database stays in the registry (a later open in this process takes it up again, and a later
+    close with room closes it), and an extra reference keeps the interpreter's shutdown from
+    destroying it; the file lock goes with the process.
+    """
+    if key not in _parked:
+        _parked.add(key)
+        ctypes.pythonapi.Py_IncRef(ctypes.py_object(shared.db))
+    log.warning(
+        "graph: %s left open: its disk has no room to close it (it stays locked by this process "
+        "until it exits; every acknowledged write is in its log)",
+        key[1],
+    )
+
+
+def _close_database(shared: _SharedDatabase) -> bool:
+    """Close the engine's ``Database`` and release its file now; True if that went cleanly.
+
+    Closing must not raise to the caller. Ladybug keeps its file locked against other processes
+    while any object that shares its database is alive: a Connection not yet closed, or a
+    prepared statement (``Database.close()`` only drops its own share). After a failed write
+    such objects are often held by reference cycles only (a traceback's frames), which the
+    garbage collector frees when it next runs, maybe never: so, for Ladybug, collect now, then
+    close every connection the engine still knows of, then the database.
+    """
+    db = shared.db
+    clean = True
+    if shared.engine.__name__ == "ladybug":
+        gc.collect()
+        for conn in list(getattr(db, "_connections", ())):
+            try:
+                conn.close()
+            except Exception:
+                clean = False
+    try:
+        db.close()
+    except Exception:
+        clean = False
+    return clean
+
+
+class _ProbeFailed(Exception):
+    """The child process that opened the file (see graph_probe.probe) failed; str: why."""
 
 
 def _explain_open_error(path: Path, exc: BaseException) -> str:
-    msg = str(exc)
+    msg = " ".join(str(exc).split()) or type(exc).__name__
     lowered = msg.lower()
-    if "lock" in lowered:
+    if re.search(r"\block\b", lowered):  # "lock", not "block"
         return (
             f"{path} is locked by another process (Kuzu allows one read-write process per "
             f"path): stop that process or use another path ({msg})"
         )
     if "permission" in lowered or "read-only" in lowered or "read only" in lowered:
         return f"{path} is not writable: fix its permissions or use another path ({msg})"
-    return f"cannot open the graph database at {path}: {msg}"
+    if isinstance(exc, RuntimeError | OSError):
+        return f"cannot open the graph database at {path}: {msg}"
+    # A crash, std::bad_alloc (MemoryError) or a ValueError from the engine: its file.
+    if not isinstance(exc, _ProbeFailed):
+        msg = f"{type(exc).__name__}: {msg}"
+    return (
+        f"cannot open the graph database at {path}, the file looks corrupt ({msg}): restore "
+        "it from a backup, or move it away to start an empty graph"
+    )
+
+
+# Free space a write needs, beyond the write-ahead log's size, once a write has failed: the next
+# write transaction checkpoints first (see GraphStore.contain), which copies the log into the
+# database file. The engine's own limit is not exposed; a few MiB covers the catalog, metadata
+# and the last part page of each column.
+FULL_DISK_MARGIN_BYTES = 4 << 20
+
+_IO_ERROR = re.compile(r"\bIO exception\b|No space left", re.I)
+_IO_PATH = re.compile(r"\bpath: (\S+)")
+
+
+def _free_bytes(directory: Path) -> int | None:
+    try:
+        st = os.statvfs(directory)
+    except OSError:
+        return None
+    return st.f_bavail * st.f_frsize
+
+
+def _room_needed(path: Path) -> int | None:
+    """The free bytes a write (after a failed one) or a close needs on ``path``'s disk, if it
+    has fewer; None if it has room (or cannot be measured)."""
+    free = _free_bytes(path.parent)
+    if free is None:
+        return None
+    try:
+        wal = os.stat(f"{path}.wal").st_size
+    except OSError:
+        wal = 0
+    # A checkpoint writes the log's pages to a shadow file, then into the database file.
+    needed = 2 * wal + FULL_DISK_MARGIN_BYTES
+    return needed if free < needed else None
+
+
+def _check_room(path: Path) -> None:
+    """Raise :class:`StoreFull` while the disk holding ``path`` has too little room for the
+    checkpoint that must come before the next write (after a failed one).
+
+    Kuzu 0.11.3 on a full disk: a write whose log record cannot be written fails with "IO
+    exception: Cannot write to file"; each further write appends to the torn log and fails again,
+    and after a few of those the engine's heap is corrupt and the process aborts (SIGABRT, at
+    the latest when the Database is closed). So, once a write has failed, no new writer
+    connection (the failed one is discarded) is made until the space is back.
+    """
+    needed = _room_needed(path)
+    if needed is not None:
+        raise StoreFull(
+            STORE,
+            f"the disk holding {path} has {_free_bytes(path.parent)} bytes free, less than the "
+            f"{needed} that writing again needs after a failed write (twice the write-ahead "
+            f"log's size plus {FULL_DISK_MARGIN_BYTES >> 20} MiB): writes are refused until "
+            "space is freed; reads go on",
+        )
+
+
+def _io_error(msg: str) -> StoreUnavailable:
+    """The engine could not read or write its files: the store's condition, not the query's."""
+    found = _IO_PATH.search(msg)
+    directory = Path(found.group(1)).parent if found else None
+    free = _free_bytes(directory) if directory is not None else None
+    if "no space" in msg.lower() or (free is not None and free < FULL_DISK_MARGIN_BYTES):
+        return StoreFull(
+            STORE,
+            f"{msg}: the disk is full ({free} bytes free); nothing of this write was kept, and "
+            "writes are refused until space is freed",
+        )
+    return StoreUnavailable(STORE, f"{msg}: the graph's files could not be used")
 
 
 def translate(exc: BaseException) -> Exception:
+    # The engine's error travels on as the typed error's cause, with a traceback whose finished
+    # frames still hold the connection and prepared statement it failed on. A caller who keeps
+    # the error would keep the engine's Database, and with Ladybug its file lock, alive after
+    # every store is closed: those frames' locals go (their lines stay in the traceback).
+    if exc.__traceback__ is not None:
+        traceback.clear_frames(exc.__traceback__)
     msg = str(exc).strip()
+    if isinstance(exc, RuntimeError) and _IO_ERROR.search(msg):
+        return _io_error(msg)
     if isinstance(exc, RuntimeError | ValueError | TypeError):
         return QueryError(STORE, msg)
     return exc if isinstance(exc, Exception) else QueryError(STORE, msg)
@@ -182,6 +377,8 @@ class _GraphConnector:
         shared = self.graph.shared
         if shared is None:
             raise StoreUnavailable(STORE, "graph store is not open")
+        if self.writer and self.graph._tainted:
+            _check_room(self.graph.path)  # a write failed: perhaps the disk is full
         conn = shared.engine.Connection(
             shared.db, num_threads=self.graph.settings.graph.max_threads
         )
@@ -269,6 +466,10 @@ class GraphStore:
             self._key, self.shared = await loop.run_in_executor(
                 self._executor, _open_database, self.settings
             )
+            if self._key in _parked:
+                # Left open after a write failed on a full disk (see _park): its next write
+                # transaction checkpoints first, as after any failed write.
+                self._tainted = True
             await self.writer.open()
             if self.apply_schema:
                 await self.write([(stmt, None) for stmt in graph_statements()])
@@ -289,6 +490,9 @@ class GraphStore:
             if executor is not None:
                 executor.shutdown(wait=True)
         self._executor = self._writer_executor = None
+        # Its statements belong to the connections just closed: nothing of them may outlive the
+        # close (they are the engine's objects, tied to the Database).
+        self.prepared = PreparedStatements()
         if self._key is not None:
             _release_database(self._key)
             self._key = None
