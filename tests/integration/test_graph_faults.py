@@ -241,3 +241,39 @@ def test_closing_after_a_failed_coordinated_graph_op_releases_the_file(tmp_path:
 )
 def test_closing_releases_the_file_even_while_the_caller_keeps_the_error(tmp_path: Path) -> None:
     check_released(run_child("release-keeping-the-error", "ladybug", str(tmp_path / "data")))
+
+
+def test_a_copy_of_content_a_probe_found_good_opens_without_a_probe(tmp_path: Path) -> None:
+    """Fresh copies of one small template (as the test plugin makes) are probed once a process."""
+    import kuzu
+
+    from tristore.config import Settings
+    from tristore.stores import graph_probe
+    from tristore.stores.graph import vet_graph_file
+    from tristore.testing.setup import StoreTemplates
+
+    settings = Settings(data_dir=str(tmp_path / "a"))
+    template = StoreTemplates(tmp_path / "templates").graph_template(settings)
+    # Content no earlier probe in this test process can have seen.
+    db = kuzu.Database(str(template))
+    kuzu.Connection(db).execute(
+        "CREATE (:Customer {id: 1, name: $name, tier: 't'})", {"name": str(tmp_path)}
+    )
+    db.close()
+    copies = []
+    for name in ("a", "b", "c"):
+        copy = tmp_path / name / "graph.kuzu"
+        copy.parent.mkdir()
+        shutil.copyfile(template, copy)
+        copies.append(copy)
+    with copies[2].open("r+b") as f:  # one byte of the last page changed: not the same content
+        f.seek(-1, os.SEEK_END)
+        last = f.read(1)
+        f.seek(-1, os.SEEK_END)
+        f.write(bytes([last[0] ^ 1]))
+    before = graph_probe.probes_run
+    ran = []
+    for copy in copies:
+        vet_graph_file(Settings(data_dir=str(copy.parent)))
+        ran.append(graph_probe.probes_run - before - sum(ran))
+    assert ran == [1, 0, 1]

@@ -149,9 +149,9 @@ def vet_graph_file(settings: Settings, *, always_probe: bool = False) -> None:
     """Refuse an existing graph file that would crash the engine or open as an empty graph.
 
     See :mod:`tristore.stores.graph_probe`: the header and size are checked here, and the
-    engine opens the file in a child process first unless a clean close left it marked (or
-    ``always_probe``, as ``tristore doctor`` asks). Raises :class:`StoreUnavailable` naming the
-    file. Blocks for the probe: call it off the event loop.
+    engine opens the file in a child process first unless a clean close left it marked, or a
+    probe here found the same content good (or always, as ``tristore doctor`` asks). Raises
+    :class:`StoreUnavailable` naming the file. Blocks for the probe: call it off the event loop.
     """
     g = settings.graph
     path = settings.graph_path.resolve()
@@ -167,13 +167,16 @@ def vet_graph_file(settings: Settings, *, always_probe: bool = False) -> None:
             f"the graph database file {path} {problem}; restore it from a backup, or move it "
             "away to start an empty graph",
         )
-    if not always_probe and graph_probe.is_marked_clean(path):
+    if not always_probe and (graph_probe.is_marked_clean(path) or graph_probe.is_known_good(path)):
         return
+    # Taken before the probe: the child's close may rewrite the file.
+    content = graph_probe.content_key(path)
     result = graph_probe.probe(
         path, g.engine, buffer_pool_bytes=g.buffer_pool_bytes, compression=g.compression
     )
     if not result.ok:
         raise StoreUnavailable(STORE, _explain_open_error(path, _ProbeFailed(result.error)))
+    graph_probe.remember_good(content)
     # The child closed the file cleanly: the next process need not probe it again.
     graph_probe.mark_clean(path)
 
