@@ -4,7 +4,7 @@ Each scenario runs here, not in the test process, so that an engine crash shows 
 exit status (a failed test), not as a dead test run. Usage::
 
     python graph_faults_child.py open ENGINE GRAPH_FILE
-    python graph_faults_child.py full|full-close|resume ENGINE TMPFS_DIR
+    python graph_faults_child.py full|full-batches|full-close|resume ENGINE TMPFS_DIR
     python graph_faults_child.py release|release-keeping-the-error ENGINE DATA_DIR
 
 It uses only what the library had before the fixes (so the same file runs against an old tree).
@@ -66,32 +66,33 @@ async def open_file(engine: str, path: str) -> dict[str, Any]:
 
 
 # -- full: the graph directory on a small tmpfs, written until full -------------------------------
-async def _fill(graph: GraphStore) -> tuple[list[int], list[dict[str, Any]]]:
-    """Write 20 KB nodes until the store has refused 20 writes (it must keep refusing)."""
+CREATE_CUSTOMER = "CREATE (:Customer {id: $id, name: $name, tier: 's'})"
+
+
+async def _fill(graph: GraphStore, per_tx: int) -> tuple[list[int], list[dict[str, Any]]]:
+    """Write 20 KB nodes, ``per_tx`` a transaction, until the store has refused 20 writes."""
     acked: list[int] = []
     errors: list[dict[str, Any]] = []
-    name = "x" * 20_000  # the 8 MiB fill up within a few hundred writes
+    name = "x" * 20_000  # the 8 MiB fill up within a few hundred nodes
     i = 0
     while len(errors) < 20 and i < 5_000:
         i += 1
+        ids = [i * 100 + k for k in range(per_tx)]
         try:
-            await graph.execute(
-                "CREATE (:Customer {id: $id, name: $name, tier: 's'})", {"id": i, "name": name}
-            )
-            acked.append(i)
+            await graph.write([(CREATE_CUSTOMER, {"id": n, "name": name}) for n in ids])
+            acked.extend(ids)
         except TristoreError as exc:
             errors.append(_error(exc) | {"unavailable": isinstance(exc, StoreUnavailable)})
     return acked, errors
 
 
-async def _resume(settings: Settings, graph: GraphStore | None = None) -> dict[str, Any]:
-    """Ten more writes, then what a fresh store reads back."""
-    if graph is None:
-        graph = GraphStore(settings)
-        await graph.open()
+async def _resume(settings: Settings) -> dict[str, Any]:
+    """A new store on the same path: ten more writes, then what a fresh store reads back."""
+    graph = GraphStore(settings)
+    await graph.open()
     resumed: list[int] = []
     after: list[dict[str, Any]] = []
-    for j in range(100_001, 100_011):
+    for j in range(10_000_001, 10_000_011):
         try:
             await graph.execute("CREATE (:Customer {id: $id, name: 'r', tier: 's'})", {"id": j})
             resumed.append(j)
@@ -106,7 +107,7 @@ async def _resume(settings: Settings, graph: GraphStore | None = None) -> dict[s
         await graph.close()
     present = {row["id"] for row in rows}
     return {
-        "present": sorted(i for i in present if i < 100_001),
+        "present": sorted(i for i in present if i < 10_000_001),
         "resumed": len(resumed),
         "errors_after_free": after,
         "missing_resumed": sorted(set(resumed) - present),
@@ -126,14 +127,26 @@ def _full_report(acked: list[int], errors: list[dict[str, Any]]) -> dict[str, An
     }
 
 
-async def fill_disk(engine: str, directory: str) -> dict[str, Any]:
-    """Fill, free the space, write on with the same store."""
+async def fill_disk(engine: str, directory: str, per_tx: int = 1) -> dict[str, Any]:
+    """Fill; free the space; the same store, then a store opened again in this process."""
     settings = Settings(data_dir=directory).replace(graph={"engine": engine})
     graph = GraphStore(settings)
     await graph.open()
-    acked, errors = await _fill(graph)
+    acked, errors = await _fill(graph, per_tx)
     _grow(directory)
-    return _full_report(acked, errors) | await _resume(settings, graph)
+    # The open store still refuses writes (typed), and reads go on.
+    refused: list[dict[str, Any]] = []
+    try:
+        await graph.execute("CREATE (:Customer {id: 0, name: 'r', tier: 's'})")
+    except TristoreError as exc:
+        refused.append(_error(exc) | {"unavailable": isinstance(exc, StoreUnavailable)})
+    count = (await graph.query("MATCH (c:Customer) RETURN count(*) AS n"))[0]["n"]
+    await graph.close()
+    return (
+        _full_report(acked, errors)
+        | {"refused_after_free": refused, "read_after_free": count}
+        | await _resume(settings)
+    )
 
 
 async def fill_disk_and_close(engine: str, directory: str) -> dict[str, Any]:
@@ -141,7 +154,7 @@ async def fill_disk_and_close(engine: str, directory: str) -> dict[str, Any]:
     settings = Settings(data_dir=directory).replace(graph={"engine": engine})
     graph = GraphStore(settings)
     await graph.open()
-    acked, errors = await _fill(graph)
+    acked, errors = await _fill(graph, 1)
     await graph.close()
     return _full_report(acked, errors)
 
@@ -226,6 +239,7 @@ def main() -> None:
     scenarios = {
         "open": open_file,
         "full": fill_disk,
+        "full-batches": lambda engine, where: fill_disk(engine, where, 10),
         "full-close": fill_disk_and_close,
         "resume": resume,
         "release": release,

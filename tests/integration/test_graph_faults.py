@@ -198,12 +198,18 @@ def check_resumed(acked: list[int], out: dict[str, Any]) -> None:
     assert out["missing_resumed"] == [], out
 
 
+@pytest.mark.parametrize("scenario", ["full", "full-batches"])
 def test_a_full_disk_under_the_graph_is_unavailable_and_the_process_lives(
-    small_tmpfs: Path,
+    small_tmpfs: Path, scenario: str
 ) -> None:
-    out = run_child("full", "kuzu", str(small_tmpfs))
+    """One node a transaction, and ten: after a failed log write the engine's instance must not
+    write (or checkpoint, or close) again, or the process aborts, whatever the space now."""
+    out = run_child(scenario, "kuzu", str(small_tmpfs))
     check_refused_while_full(out)
-    check_resumed(out["acked"], out)
+    # Space is back, but this open store's engine instance failed a write: refused, typed.
+    assert [e["unavailable"] for e in out["refused_after_free"]] == [True], out
+    assert out["read_after_free"] == len(out["acked"]), out
+    check_resumed(out["acked"], out)  # a store opened again in the same process writes
 
 
 def test_closing_the_graph_on_a_full_disk_does_not_abort(small_tmpfs: Path) -> None:

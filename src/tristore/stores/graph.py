@@ -139,6 +139,7 @@ def _open_database(settings: Settings) -> tuple[tuple[str, str], _SharedDatabase
                 raise StoreUnavailable(STORE, _explain_open_error(path, exc)) from exc
             # Open now: a process that dies before its clean close must leave no marker.
             graph_probe.clear_mark(Path(key[1]))
+            _poisoned.discard(key[1])
             shared = _SharedDatabase(db, engine)
             _registry[key] = shared
         shared.refs += 1
@@ -169,6 +170,10 @@ def vet_graph_file(settings: Settings, *, always_probe: bool = False) -> None:
         )
     if not always_probe and (graph_probe.is_marked_clean(path) or graph_probe.is_known_good(path)):
         return
+    if str(path) in _leaked:
+        # This process wrote it up to a failed write and holds its lock: a child could not
+        # open it, and its state is that of a killed process's file, which the engine replays.
+        return
     # Taken before the probe: the child's close may rewrite the file.
     content = graph_probe.content_key(path)
     result = graph_probe.probe(
@@ -194,6 +199,13 @@ def _release_database(key: tuple[str, str]) -> None:
         if shared.refs > 0:
             return
         path = Path(key[1])
+        if key[1] in _poisoned:
+            # Never closed (closing writes), never used again: a fresh open replaces it.
+            del _registry[key]
+            _parked.discard(key)
+            _leak(shared.db)
+            _leaked.add(key[1])
+            return
         if _room_needed(path) is not None:
             _park(key, shared)
             return
@@ -217,12 +229,29 @@ def _park(key: tuple[str, str], shared: _SharedDatabase) -> None:
     """
     if key not in _parked:
         _parked.add(key)
-        ctypes.pythonapi.Py_IncRef(ctypes.py_object(shared.db))
+        _leak(shared.db)
     log.warning(
         "graph: %s left open: its disk has no room to close it (it stays locked by this process "
         "until it exits; every acknowledged write is in its log)",
         key[1],
     )
+
+
+def _leak(db: Any) -> None:
+    """Keep ``db`` from ever being destroyed, even at the interpreter's shutdown (its
+    destructor would flush and checkpoint, which is what must not happen)."""
+    ctypes.pythonapi.Py_IncRef(ctypes.py_object(db))
+
+
+# Database files whose engine instance failed to write its log (a full disk), by real path. Kuzu
+# 0.11.3 leaves that instance's memory inconsistent: a later write, CHECKPOINT or close of it can
+# abort the process (glibc "double free or corruption", or a throw from a destructor), even once
+# space is back. So it takes no write again; the store's close leaves it open, never to be used
+# (see _leak), and the next open of the path makes a fresh instance, which replays the log (every
+# acknowledged write is in it, as after a killed process).
+_poisoned: set[str] = set()
+# Of those, the ones left open in this process (their file lock is this process's own).
+_leaked: set[str] = set()
 
 
 def _close_database(shared: _SharedDatabase) -> bool:
@@ -276,10 +305,9 @@ def _explain_open_error(path: Path, exc: BaseException) -> str:
     )
 
 
-# Free space a write needs, beyond the write-ahead log's size, once a write has failed: the next
-# write transaction checkpoints first (see GraphStore.contain), which copies the log into the
-# database file. The engine's own limit is not exposed; a few MiB covers the catalog, metadata
-# and the last part page of each column.
+# Free space that closing a Database needs beyond its write-ahead log's size: closing checkpoints,
+# which copies the log into the database file. The engine's own figure is not exposed; a few MiB
+# covers the catalog, the metadata and the last part page of each column.
 FULL_DISK_MARGIN_BYTES = 4 << 20
 
 _IO_ERROR = re.compile(r"\bIO exception\b|No space left", re.I)
@@ -295,8 +323,8 @@ def _free_bytes(directory: Path) -> int | None:
 
 
 def _room_needed(path: Path) -> int | None:
-    """The free bytes a write (after a failed one) or a close needs on ``path``'s disk, if it
-    has fewer; None if it has room (or cannot be measured)."""
+    """The free bytes closing the Database on ``path`` needs on its disk, if it has fewer; None
+    if it has room (or cannot be measured)."""
     free = _free_bytes(path.parent)
     if free is None:
         return None
@@ -309,31 +337,34 @@ def _room_needed(path: Path) -> int | None:
     return needed if free < needed else None
 
 
-def _check_room(path: Path) -> None:
-    """Raise :class:`StoreFull` while the disk holding ``path`` has too little room for the
-    checkpoint that must come before the next write (after a failed one).
-
-    Kuzu 0.11.3 on a full disk: a write whose log record cannot be written fails with "IO
-    exception: Cannot write to file"; each further write appends to the torn log and fails again,
-    and after a few of those the engine's heap is corrupt and the process aborts (SIGABRT, at
-    the latest when the Database is closed). So, once a write has failed, no new writer
-    connection (the failed one is discarded) is made until the space is back.
-    """
+def _refuse_poisoned(path: Path) -> None:
+    """Refuse a writer connection to a Database that failed to write its log (see _poisoned)."""
     needed = _room_needed(path)
     if needed is not None:
         raise StoreFull(
             STORE,
             f"the disk holding {path} has {_free_bytes(path.parent)} bytes free, less than the "
-            f"{needed} that writing again needs after a failed write (twice the write-ahead "
-            f"log's size plus {FULL_DISK_MARGIN_BYTES >> 20} MiB): writes are refused until "
-            "space is freed; reads go on",
+            f"{needed} that writing again needs (twice the write-ahead log's size plus "
+            f"{FULL_DISK_MARGIN_BYTES >> 20} MiB): writes are refused until space is freed and "
+            "the graph store is opened again; reads go on",
         )
+    raise StoreUnavailable(
+        STORE,
+        f"a write to {path} failed for want of disk space, and the engine cannot write through "
+        "the same open database again without risking the process: close the graph store "
+        "and open it again (every acknowledged write is kept); reads go on",
+    )
 
 
 def _io_error(msg: str) -> StoreUnavailable:
     """The engine could not read or write its files: the store's condition, not the query's."""
     found = _IO_PATH.search(msg)
     directory = Path(found.group(1)).parent if found else None
+    if found and "cannot write" in msg.lower():
+        written = Path(found.group(1))
+        database = written.with_suffix("") if written.suffix in (".wal", ".shadow") else written
+        with contextlib.suppress(OSError):
+            _poisoned.add(str(database.resolve()))
     free = _free_bytes(directory) if directory is not None else None
     if "no space" in msg.lower() or (free is not None and free < FULL_DISK_MARGIN_BYTES):
         return StoreFull(
@@ -380,8 +411,8 @@ class _GraphConnector:
         shared = self.graph.shared
         if shared is None:
             raise StoreUnavailable(STORE, "graph store is not open")
-        if self.writer and self.graph._tainted:
-            _check_room(self.graph.path)  # a write failed: perhaps the disk is full
+        if self.writer and self.graph._key is not None and self.graph._key[1] in _poisoned:
+            _refuse_poisoned(self.graph.path)
         conn = shared.engine.Connection(
             shared.db, num_threads=self.graph.settings.graph.max_threads
         )
@@ -469,10 +500,6 @@ class GraphStore:
             self._key, self.shared = await loop.run_in_executor(
                 self._executor, _open_database, self.settings
             )
-            if self._key in _parked:
-                # Left open after a write failed on a full disk (see _park): its next write
-                # transaction checkpoints first, as after any failed write.
-                self._tainted = True
             await self.writer.open()
             if self.apply_schema:
                 await self.write([(stmt, None) for stmt in graph_statements()])
