@@ -141,10 +141,11 @@ async def fill_disk(engine: str, directory: str, per_tx: int = 1) -> dict[str, A
     except TristoreError as exc:
         refused.append(_error(exc) | {"unavailable": isinstance(exc, StoreUnavailable)})
     count = (await graph.query("MATCH (c:Customer) RETURN count(*) AS n"))[0]["n"]
+    needs_reopen = getattr(graph, "needs_reopen", None)
     await graph.close()
     return (
         _full_report(acked, errors)
-        | {"refused_after_free": refused, "read_after_free": count}
+        | {"refused_after_free": refused, "read_after_free": count, "needs_reopen": needs_reopen}
         | await _resume(settings)
     )
 

@@ -208,6 +208,7 @@ def test_a_full_disk_under_the_graph_is_unavailable_and_the_process_lives(
     check_refused_while_full(out)
     # Space is back, but this open store's engine instance failed a write: refused, typed.
     assert [e["unavailable"] for e in out["refused_after_free"]] == [True], out
+    assert out["needs_reopen"] is True, out
     assert out["read_after_free"] == len(out["acked"]), out
     check_resumed(out["acked"], out)  # a store opened again in the same process writes
 

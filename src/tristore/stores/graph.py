@@ -528,6 +528,14 @@ class GraphStore:
             self._key = None
             self.shared = None
 
+    @property
+    def needs_reopen(self) -> bool:
+        """A write failed for want of disk space, and the engine's instance under this store
+        takes no write again (see ``_poisoned``): writes raise ``StoreUnavailable`` until the
+        store is closed and a new one is opened on the path (in this process or another) once
+        space is back; the new one replays the log, which holds every acknowledged write."""
+        return self._key is not None and self._key[1] in _poisoned
+
     async def __aenter__(self) -> GraphStore:
         await self.open()
         return self
