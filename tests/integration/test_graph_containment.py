@@ -108,3 +108,81 @@ async def test_graph_store_writes_after_a_failed_write_keep_working(
     rows = await graph.query_rows("MATCH (p:Product {id: 1}) RETURN p.price")
     assert rows == [[2.0 * rounds]]
     assert graph.containments - before == rounds
+
+
+KILLED_CHECKPOINT = textwrap.dedent(
+    """
+    import importlib, os, random, signal, subprocess, sys, time
+    engine, path, role = sys.argv[1], sys.argv[2], sys.argv[3]
+    if role == "writer":  # commits, a CHECKPOINT every ten, until SIGKILLed
+        mod = importlib.import_module(engine)
+        conn = mod.Connection(mod.Database(path))
+        try:
+            conn.execute("CREATE NODE TABLE C(id INT64 PRIMARY KEY)")
+            conn.execute("CREATE NODE TABLE P(id INT64 PRIMARY KEY, n INT64)")
+            conn.execute("CREATE REL TABLE B(FROM C TO P)")
+            conn.execute("CREATE NODE TABLE M(txid STRING PRIMARY KEY)")
+            conn.execute("CREATE (:P {id: 1, n: 0})")
+        except RuntimeError:
+            pass
+        i = conn.execute("MATCH (c:C) RETURN coalesce(max(c.id), 0)").get_all()[0][0]
+        print("READY", flush=True)
+        while True:
+            i += 1
+            conn.execute("BEGIN TRANSACTION")
+            conn.execute("CREATE (:C {id: $i})", {"i": i})
+            conn.execute("MATCH (c:C {id: $i}), (p:P {id: 1}) CREATE (c)-[:B]->(p)", {"i": i})
+            conn.execute("MATCH (p:P {id: 1}) SET p.n = p.n + 1")
+            conn.execute("CREATE (:M {txid: $t})", {"t": f"t{i}"})
+            conn.execute("COMMIT")
+            if i % 10 == 0:
+                conn.execute("CHECKPOINT")
+    rng = random.Random(2)
+    for kill in range(int(sys.argv[4])):
+        child = subprocess.Popen(
+            [sys.executable, "-c", sys.argv[5], engine, path, "writer"],
+            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+        )
+        if "READY" not in child.stdout.readline():
+            print("UNREPLAYABLE", kill, child.stderr.read().strip().splitlines()[-1])
+            sys.exit(0)
+        time.sleep(rng.uniform(0.02, 0.3))
+        child.send_signal(signal.SIGKILL)
+        child.wait()
+    print("REPLAYED", sys.argv[4])
+    """
+)
+
+
+@pytest.mark.parametrize("engine", ["kuzu", "ladybug"])
+def test_a_sigkill_during_checkpoints_on_the_raw_engine(tmp_path: Path, engine: str) -> None:
+    """Kuzu 0.11.3's CHECKPOINT is not crash-safe: killed during one, the database's log may not
+    replay ("duplicated primary key") and the file does not open. The containment above runs a
+    CHECKPOINT after each rolled-back write transaction, so on Kuzu it trades the poisoning for
+    this window; Ladybug has neither defect. Recorded here so that an engine upgrade shows."""
+    from tristore.stores.graph import available_engines
+
+    if engine not in available_engines():
+        pytest.skip(f"{engine} is not installed")
+    done = subprocess.run(
+        [
+            sys.executable,
+            "-c",
+            KILLED_CHECKPOINT,
+            engine,
+            str(tmp_path / "g"),
+            "main",
+            "25",
+            KILLED_CHECKPOINT,
+        ],
+        capture_output=True,
+        text=True,
+        timeout=240,
+    )
+    assert done.returncode == 0, done.stderr[-2000:]
+    if engine == "ladybug":
+        assert done.stdout.startswith("REPLAYED"), done.stdout
+    elif done.stdout.startswith("REPLAYED"):
+        pytest.xfail("Kuzu replayed its log after every kill this time (the window is random)")
+    else:
+        assert "duplicated primary key" in done.stdout, done.stdout

@@ -241,10 +241,9 @@ def test_closing_after_a_failed_coordinated_graph_op_releases_the_file(tmp_path:
 @needs_ladybug
 @pytest.mark.xfail(
     strict=True,
-    reason="tristore.coordinator.graph_apply keeps a module-level PreparedStatements: a kept "
-    "error keeps its (closed) connection alive, and with it that cache's statements, which "
-    "hold Ladybug's Database (and its file lock); it should use the store's graph.prepared, "
-    "which GraphStore.close() drops",
+    reason="a kept error's traceback still reaches a closed Ladybug connection (through the "
+    "coordinator's frames: GraphWriteTx holds its connection), which holds the Database and "
+    "its file lock until the error is dropped",
 )
 def test_closing_releases_the_file_even_while_the_caller_keeps_the_error(tmp_path: Path) -> None:
     check_released(run_child("release-keeping-the-error", "ladybug", str(tmp_path / "data")))

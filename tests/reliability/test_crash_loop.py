@@ -28,6 +28,7 @@ from pathlib import Path
 import pytest
 
 from tristore.services import RedisServer
+from tristore.stores.graph import available_engines
 
 WORKER = Path(__file__).with_name("crash_worker.py")
 MIN_KILLS = int(os.environ.get("TRISTORE_TEST_CRASH_KILLS", "50"))
@@ -73,10 +74,21 @@ def redis_server() -> Iterator[RedisServer]:
     server.stop()
 
 
-def spawn(data_dir: Path, generation: int, mode: str, url: str, seed: int, ordering: str) -> Child:
+def spawn(
+    data_dir: Path, generation: int, mode: str, url: str, seed: int, ordering: str, engine: str
+) -> Child:
     stderr = open(data_dir / f"stderr-{generation}.log", "w")  # noqa: SIM115 - closed by the child's exit
     process = subprocess.Popen(
-        [sys.executable, str(WORKER), str(data_dir), str(generation), mode, str(seed), ordering],
+        [
+            sys.executable,
+            str(WORKER),
+            str(data_dir),
+            str(generation),
+            mode,
+            str(seed),
+            ordering,
+            engine,
+        ],
         stdin=subprocess.PIPE,
         stdout=subprocess.PIPE,
         stderr=stderr,
@@ -97,10 +109,18 @@ def stderr_tail(data_dir: Path, generation: int) -> str:
     return "\n".join(text.splitlines()[-25:])
 
 
-@pytest.mark.parametrize("ordering", ["deferred", "strict"])
+@pytest.mark.parametrize(
+    ("engine", "ordering"),
+    [("kuzu", "deferred"), ("kuzu", "strict"), ("ladybug", "deferred"), ("ladybug", "strict")],
+)
 def test_sigkill_loop_keeps_every_store_consistent(
-    tmp_path: Path, redis_server: RedisServer, ordering: str
+    tmp_path: Path, redis_server: RedisServer, engine: str, ordering: str
 ) -> None:
+    """Kuzu runs without failures that roll back a Kuzu write transaction (see crash_worker's
+    one_transaction): a SIGKILL during the CHECKPOINT that contains them can leave Kuzu 0.11.3
+    a log it cannot replay. Ladybug runs the whole mix."""
+    if engine not in available_engines():
+        pytest.skip(f"{engine} is not installed")
     rng = random.Random(20261122)
     data_dir = tmp_path / "stores"
     data_dir.mkdir()
@@ -150,7 +170,13 @@ def test_sigkill_loop_keeps_every_store_consistent(
             )
         generation += 1
         child = spawn(
-            data_dir, generation, "run", redis_server.url, rng.randrange(1 << 30), ordering
+            data_dir,
+            generation,
+            "run",
+            redis_server.url,
+            rng.randrange(1 << 30),
+            ordering,
+            engine,
         )
         early = startup and rng.random() < EARLY_KILL_SHARE
         if early:
@@ -189,13 +215,14 @@ def test_sigkill_loop_keeps_every_store_consistent(
             elapsed = child.last_end_at - child.ready_at
             tx_seconds = 0.7 * tx_seconds + 0.3 * (elapsed / ran)
 
-    final = spawn(data_dir, generation + 1, "check", redis_server.url, 0, ordering)
+    final = spawn(data_dir, generation + 1, "check", redis_server.url, 0, ordering, engine)
     code = final.process.wait(READY_TIMEOUT_S)
     final.finished.wait(10)
     record(final)
     assert code == 0, "\n".join(final.lines) + "\n" + stderr_tail(data_dir, generation + 1)
     summary = (
-        f"crash loop ({ordering}): {kills} SIGKILLs ({early_kills} during start-up/recovery), "
+        f"crash loop ({engine}, {ordering}): {kills} SIGKILLs "
+        f"({early_kills} during start-up/recovery), "
         f"{transactions} transactions ({len(committed)} committed, {len(aborted)} aborted, "
         f"{in_doubt} in flight at a kill, {dead} dead letters), {checks} recoveries checked, "
         "no drift, "
@@ -205,6 +232,6 @@ def test_sigkill_loop_keeps_every_store_consistent(
     assert pending == 0, f"{pending} transaction(s) reported pending with every store up"
     # A duplicate key the graph finds only when applying: dead-lettered after the commit
     # (deferred), or a rolled-back transaction (strict).
-    assert (dead > 0) if ordering == "deferred" else (dead == 0)
+    assert (dead > 0) if (ordering, engine) == ("deferred", "ladybug") else (dead == 0)
     assert checks >= kills - early_kills  # every kill after READY was followed by a check
     assert len(committed) > 0 and len(aborted) > 0

@@ -196,11 +196,12 @@ class GraphApplier:
     async def _apply(self, intents: list[Intent]) -> BaseException | None:
         """One Kuzu transaction for ``intents``; the error if it failed (rolled back)."""
         check = any(i.maybe_applied for i in intents)
-        faults = self.faults
+        faults, prepared = self.faults, self.graph.prepared
         try:
             async with self.graph.transaction(timeout=self.lock_timeout) as tx:
                 await tx.run(
-                    lambda c: apply_intents(c, intents, faults, check_markers=check), commit=True
+                    lambda c: apply_intents(c, intents, faults, prepared, check_markers=check),
+                    commit=True,
                 )
         except asyncio.CancelledError:
             for intent in intents:

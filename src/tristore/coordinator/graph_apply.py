@@ -27,13 +27,12 @@ MARKERS_CREATE = f"UNWIND $ids AS txid CREATE (:{MARKER_TABLE} {{txid: txid}})"
 MARKERS_IN = f"MATCH (a:{MARKER_TABLE}) WHERE a.txid IN $ids RETURN a.txid"
 MARKERS_DELETE = f"MATCH (a:{MARKER_TABLE}) WHERE a.txid IN $ids DELETE a"
 
-_prepared = PreparedStatements()
-
 
 def apply_intents(
     conn: Any,
     intents: Sequence[Intent],
     faults: Faults,
+    prepared: PreparedStatements,
     *,
     check_markers: bool,
     fault: str | None = None,
@@ -43,7 +42,8 @@ def apply_intents(
     ``check_markers``: some intent may have been applied before (recovered from the log, or its
     earlier COMMIT's outcome is unknown); fresh intents skip the look-up. ``fault``: the test
     fault point fired at the end (default: ``graph.replay`` when checking markers, else
-    ``graph.commit``).
+    ``graph.commit``). ``prepared``: the graph store's statement cache, which it drops on close
+    (a cache of the coordinator's own would keep Ladybug's file locked after the store closed).
     """
     skipped: list[Intent] = []
     todo = list(intents)
@@ -56,11 +56,11 @@ def apply_intents(
         return skipped
     ops = [op for intent in todo for op in intent.graph_ops]
     for cypher, params in graph_merge.plan(ops):
-        _prepared.execute(conn, cypher, params)
+        prepared.execute(conn, cypher, params)
     if len(todo) == 1:  # the plain CREATE: an UNWIND of one costs more than it saves
-        _prepared.execute(conn, MARKER_CREATE, {"txid": todo[0].txid})
+        prepared.execute(conn, MARKER_CREATE, {"txid": todo[0].txid})
     else:
-        _prepared.execute(conn, MARKERS_CREATE, {"ids": [i.txid for i in todo]})
+        prepared.execute(conn, MARKERS_CREATE, {"ids": [i.txid for i in todo]})
     if fault is None:
         fault = "graph.replay" if check_markers else "graph.commit"
     faults.fire(fault)

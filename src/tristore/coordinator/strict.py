@@ -74,8 +74,12 @@ class StrictStage:
                     "lane; rolled back"
                 ) from exc
 
+            prepared = graph.prepared
+
             def stage(conn: object) -> None:
-                apply_intents(conn, [intent], faults, check_markers=False, fault="graph.stage")
+                apply_intents(
+                    conn, [intent], faults, prepared, check_markers=False, fault="graph.stage"
+                )
 
             await tx.run(stage)
         except BaseException as exc:

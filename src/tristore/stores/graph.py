@@ -99,12 +99,15 @@ def available_engines() -> list[str]:
 
 
 class _SharedDatabase:
-    __slots__ = ("db", "engine", "refs")
+    __slots__ = ("db", "engine", "refs", "tainted")
 
     def __init__(self, db: Any, engine: ModuleType) -> None:
         self.db = db
         self.engine = engine
         self.refs = 0
+        # A write transaction on this Database was rolled back and no CHECKPOINT has run since
+        # (see GraphStore.contain): per Database, which every store on the path shares.
+        self.tainted = False
 
 
 _registry: dict[tuple[str, str], _SharedDatabase] = {}
@@ -470,8 +473,6 @@ class GraphStore:
         # Kuzu leaks every statement execute(text, params) prepares: reuse prepared ones.
         self.prepared = PreparedStatements()
         self._workers = readers
-        # A write transaction was rolled back and no CHECKPOINT has run since (see contain()).
-        self._tainted = False
         self._containments = 0
         self.writer: Pool[Any] = Pool(
             _GraphConnector(self, writer=True),
@@ -700,7 +701,7 @@ class GraphStore:
         engine). Ladybug does not have the defect; the CHECKPOINT is harmless there. Until it has
         succeeded, every write transaction checkpoints first.
         """
-        self._tainted = True
+        self._set_tainted(True)
         with contextlib.suppress(Exception):
             async with self.writer.acquire() as conn:
                 await self._checkpoint(conn)
@@ -711,7 +712,7 @@ class GraphStore:
         except Exception:
             self.writer.discard(conn)
             raise
-        self._tainted = False
+        self._set_tainted(False)
         self._containments += 1
 
     async def version(self) -> str:
@@ -733,6 +734,10 @@ class GraphStore:
 
     def stats(self) -> dict[str, dict[str, Any]]:
         return {"writer": self.writer.stats(), "readers": self.readers.stats()}
+
+    def _set_tainted(self, tainted: bool) -> None:
+        if self.shared is not None:
+            self.shared.tainted = tainted
 
     @property
     def containments(self) -> int:
@@ -862,7 +867,7 @@ class GraphWriteTx:
         graph = self._graph
         self._acquire = graph.writer.acquire(timeout=self._timeout)
         conn = await self._acquire.__aenter__()
-        if graph._tainted:
+        if graph.shared is not None and graph.shared.tainted:
             try:
                 await graph._checkpoint(conn)
             except BaseException as exc:
@@ -897,7 +902,7 @@ class GraphWriteTx:
         graph, conn = self._graph, self._conn
         with contextlib.suppress(Exception):
             graph.writer.discard(conn)
-        graph._tainted = True  # checkpointed by the next write transaction, on a new connection
+        graph._set_tainted(True)  # checkpointed by the next write transaction, on a new connection
 
     async def __aexit__(self, exc_type: Any, exc: BaseException | None, tb: Any) -> None:
         try:
