@@ -4,8 +4,8 @@ Run as ``python crash_worker.py DATA_DIR GENERATION MODE SEED [ORDERING [ENGINE]
 Redis URL on the first line of stdin (never on argv, where ``ps`` would show the password). MODE
 is ``run`` (check, then run transactions until SIGKILLed) or ``check`` (check and exit 0);
 ORDERING is the coordinator's (``deferred`` by default), ENGINE the graph's (``kuzu``). Protocol
-on stdout, one line each, flushed: ``RECOVERED ...``, ``CHECKED ...`` or ``DRIFT ...`` (exit 3), ``READY``, then per transaction
-``BEGIN tag`` and ``END tag committed|dead|pending|aborted``.
+on stdout, one line each, flushed: ``RECOVERED ...``, ``CHECKED ...`` or ``DRIFT ...`` (exit 3),
+``READY``, then per transaction ``BEGIN tag`` and ``END tag committed|dead|pending|aborted``.
 
 The invariant, checked after the start-up recovery of every generation:
 
