@@ -71,7 +71,9 @@ for them. An exception would invite the caller to retry work that is already dur
 **Engines.** Kuzu 0.11.3 (archived) leaves a node that a rolled-back write transaction updated
 failing every later update, or crashes later, until its in-memory state is rebuilt; the graph
 store contains that with a CHECKPOINT after any rollback
-(:meth:`tristore.stores.GraphStore.contain`). Ladybug does not have the defect.
+(:meth:`tristore.stores.GraphStore.contain`). Kuzu's CHECKPOINT is itself not crash-safe: a
+process killed during one can leave a log that does not replay, and the graph file then does not
+open. Ladybug has neither defect and is the engine to choose for new deployments.
 
 **Locks and deadlocks.** Locks are taken in one order, each wait bounded by ``lock_timeout``:
 the SQLite writer lane (at ``__aenter__``; timeout: :class:`~tristore.errors.CoordinatorTimeout`),
