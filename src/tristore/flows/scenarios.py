@@ -490,6 +490,8 @@ async def cross_database_coordination(
         details={"orders_placed": len(placed), "inconsistencies": problems[:20]},
     )
     report.details["inconsistency_count"] = len(problems)
+    # How the coordinator batched the work: orders per Kuzu transaction and per Redis round trip.
+    report.details["coordinator"] = pipeline.coordinator.stats()
     return report
 
 
