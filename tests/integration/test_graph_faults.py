@@ -163,27 +163,6 @@ def test_doctor_reports_a_corrupt_graph_file_in_a_fail_line(
 
 
 # -- item 6: a full disk --------------------------------------------------------------------------
-@pytest.fixture
-def small_tmpfs(tmp_path: Path) -> Any:
-    mount = tmp_path / "tmpfs"
-    mount.mkdir()
-    try:
-        done = subprocess.run(
-            ["mount", "-t", "tmpfs", "-o", "size=8m", "tmpfs", str(mount)],
-            capture_output=True,
-            text=True,
-            timeout=30,
-        )
-    except OSError as exc:
-        pytest.skip(f"cannot mount a tmpfs here to fill: {exc}")
-    if done.returncode != 0:
-        pytest.skip(f"cannot mount a tmpfs here to fill: {done.stderr.strip()}")
-    try:
-        yield mount
-    finally:
-        subprocess.run(["umount", "-l", str(mount)], capture_output=True, timeout=30)
-
-
 def check_refused_while_full(out: dict[str, Any]) -> None:
     errors = out["errors"]
     assert len(errors) == 20, out  # the disk filled, and every later write was refused

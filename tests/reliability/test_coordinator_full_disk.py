@@ -28,27 +28,6 @@ pytestmark = pytest.mark.timeout(300)
 
 
 @pytest.fixture
-def graph_tmpfs(tmp_path: Path) -> Iterator[Path]:
-    mount = tmp_path / "graph-disk"
-    mount.mkdir()
-    try:
-        done = subprocess.run(
-            ["mount", "-t", "tmpfs", "-o", "size=8m", "tmpfs", str(mount)],
-            capture_output=True,
-            text=True,
-            timeout=30,
-        )
-    except OSError as exc:
-        pytest.skip(f"cannot mount a tmpfs here to fill: {exc}")
-    if done.returncode != 0:
-        pytest.skip(f"cannot mount a tmpfs here to fill: {done.stderr.strip()}")
-    try:
-        yield mount
-    finally:
-        subprocess.run(["umount", "-l", str(mount)], capture_output=True, timeout=30)
-
-
-@pytest.fixture
 def redis_url() -> Iterator[str]:
     with RedisServer() as server:
         yield server.url
@@ -56,14 +35,14 @@ def redis_url() -> Iterator[str]:
 
 @pytest.mark.parametrize("ordering", ["deferred", "strict"])
 def test_a_full_graph_disk_loses_no_committed_transaction(
-    tmp_path: Path, graph_tmpfs: Path, redis_url: str, ordering: str
+    tmp_path: Path, small_tmpfs: Path, redis_url: str, ordering: str
 ) -> None:
     data = tmp_path / "data"
     data.mkdir()
 
     def child(step: str) -> dict[str, Any]:
         proc = subprocess.run(
-            [sys.executable, str(WORKER), str(data), str(graph_tmpfs), ordering, step],
+            [sys.executable, str(WORKER), str(data), str(small_tmpfs), ordering, step],
             input=redis_url + "\n",
             capture_output=True,
             text=True,
@@ -74,7 +53,7 @@ def test_a_full_graph_disk_loses_no_committed_transaction(
 
     filled = child("fill")
     assert filled["refused"] >= 30, filled  # the disk did fill, and the process lived
-    subprocess.run(["mount", "-o", "remount,size=512m", str(graph_tmpfs)], check=True)
+    subprocess.run(["mount", "-o", "remount,size=512m", str(small_tmpfs)], check=True)
     out = child("resume")
     assert out["committed"] == len(filled["committed"]), (out, filled["transactions"])
     assert out["pending_left"] == 0, out

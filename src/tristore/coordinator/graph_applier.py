@@ -214,12 +214,9 @@ class GraphApplier:
         return None
 
     def _applied(self, intents: list[Intent]) -> None:
-        for intent in intents:
+        for intent in intents:  # the head of the queue, in order: only the head is applied
             if self.queue and self.queue[0] is intent:
                 self.queue.popleft()
-            else:  # pragma: no cover - the queue's head is only ever taken here
-                with contextlib.suppress(ValueError):
-                    self.queue.remove(intent)
             intent.graph_done = True
             intent.attempts = 0
             if intent.maybe_applied:
@@ -236,11 +233,11 @@ class GraphApplier:
             self._retry_at = time.monotonic() + self.retry_backoff
             for queued in self.queue:
                 _attempted(queued)  # their commits stop waiting: the store is failing
+            counted = "not counted" if unavailable else f"{intent.attempts} of {self.max_replays}"
             log.warning(
-                "graph apply of %s failed (attempt %d of %d), kept pending: %s",
+                "graph apply of %s failed (%s), kept pending: %s",
                 intent.txid,
-                intent.attempts,
-                self.max_replays,
+                counted,
                 graph_translate(error),
             )
             return

@@ -34,11 +34,9 @@ inclusive and self bytecodes per operation moved most between two libraries.
 from __future__ import annotations
 
 import json
-import os
 import shutil
 import subprocess
 import sys
-import tempfile
 import threading
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
@@ -200,25 +198,10 @@ def profile(workload: str, n: int | None = None, *, library: Path | None = None)
     from tristore_bench import instructions
     from tristore_bench.workloads import WORKLOADS
 
-    spec = WORKLOADS[workload]
-    n = n or spec.default_n
-    parent = instructions.FIXED_ROOT if os.access(instructions.FIXED_ROOT, os.W_OK) else None
-    root = Path(tempfile.mkdtemp(prefix="tsb-", dir=parent or tempfile.gettempdir()))
+    n = n or WORKLOADS[workload].default_n
+    root = instructions.scratch_root()
     try:
-        fixture: Path | None = None
-        if spec.fixture:
-            fixture = root / "fixture"
-            prepare = [instructions.python_binary(), "-m", "tristore_bench.workloads", "prepare"]
-            done = subprocess.run(
-                [*prepare, workload, str(fixture)],
-                env={**os.environ, "PYTHONPATH": instructions._pythonpath(library)},
-                capture_output=True,
-                text=True,
-                timeout=600,
-                check=False,
-            )
-            if done.returncode != 0:
-                raise RuntimeError(f"preparing {workload} failed:\n{done.stderr[-3000:]}")
+        fixture = instructions.prepare_fixture(workload, root, library)
         runs = []
         for label, size in (("a", n), ("b", 2 * n)):
             run_dir = root / label

@@ -319,6 +319,35 @@ def run_once(
     return Run(n, instructions, parse_functions(text), seconds)
 
 
+def scratch_root() -> Path:
+    """A new directory for one measurement, under FIXED_ROOT where it can be written.
+
+    mkdtemp names are a fixed length (prefix + 8 characters), so every run's paths are too.
+    """
+    parent = FIXED_ROOT if os.access(FIXED_ROOT, os.W_OK) else tempfile.gettempdir()
+    return Path(tempfile.mkdtemp(prefix="tsb-", dir=parent))
+
+
+def prepare_fixture(workload: str, root: Path, library: Path | None) -> Path | None:
+    """The workload's data files under ``root`` (None if it needs none), made by a child."""
+    from tristore_bench.workloads import WORKLOADS
+
+    if not WORKLOADS[workload].fixture:
+        return None
+    fixture = root / "fixture"
+    done = subprocess.run(
+        [python_binary(), "-m", "tristore_bench.workloads", "prepare", workload, fixture],
+        env={**os.environ, "PYTHONPATH": _pythonpath(library)},
+        capture_output=True,
+        text=True,
+        timeout=600,
+        check=False,
+    )
+    if done.returncode != 0:
+        raise RuntimeError(f"preparing {workload} failed:\n{done.stderr[-3000:]}")
+    return fixture
+
+
 def _run_dir(root: Path, label: str) -> Path:
     path = root / label
     path.mkdir()
@@ -345,25 +374,10 @@ def measure(
     reason = available()
     if reason is not None:
         raise RuntimeError(reason)
-    spec = WORKLOADS[workload]
-    n = n or spec.default_n
-    root_parent = FIXED_ROOT if os.access(FIXED_ROOT, os.W_OK) else tempfile.gettempdir()
-    # mkdtemp names are a fixed length (prefix + 8 characters), so every run's paths are too.
-    root = Path(tempfile.mkdtemp(prefix="tsb-", dir=root_parent))
+    n = n or WORKLOADS[workload].default_n
+    root = scratch_root()
     try:
-        fixture: Path | None = None
-        if spec.fixture:
-            fixture = root / "fixture"
-            done = subprocess.run(
-                [python_binary(), "-m", "tristore_bench.workloads", "prepare", workload, fixture],
-                env={**os.environ, "PYTHONPATH": _pythonpath(library)},
-                capture_output=True,
-                text=True,
-                timeout=600,
-                check=False,
-            )
-            if done.returncode != 0:
-                raise RuntimeError(f"preparing {workload} failed:\n{done.stderr[-3000:]}")
+        fixture = prepare_fixture(workload, root, library)
         dirs = (_run_dir(root, "a"), _run_dir(root, "b"))
         with ThreadPoolExecutor(max_workers=2 if parallel else 1) as pool:
             small_f = pool.submit(run_once, workload, n, dirs[0], fixture, library, env)
