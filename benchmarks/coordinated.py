@@ -24,6 +24,11 @@ from .common import AsyncBench, registry, require, settings_in
 ORDERS = 20  # transactions per timed call
 CONCURRENCY = 25
 PER_CLIENT = 16  # transactions per client in the concurrent run (400 in all)
+# track_concurrency_ratio: interleaved rounds of a short concurrent run (25 clients x 8) and a
+# sequential run of about the same duration; the median over rounds of their orders/s ratio.
+RATIO_ROUNDS = 21
+RATIO_PER_CLIENT = 8
+RATIO_SEQUENTIAL = 50
 
 _server: Any = None
 
@@ -171,13 +176,42 @@ class CoordinatedWrites(_Stores):
 
     track_throughput_25_concurrent.unit = "orders/s"  # type: ignore[attr-defined]
 
+    def track_concurrency_ratio(self) -> float:
+        """Orders/s with 25 clients committing at once over orders/s one at a time.
 
-async def _concurrent(op: Any) -> tuple[list[float], float]:
-    """CONCURRENCY clients, PER_CLIENT ops each: every op's latency (ms) and the wall time (s)."""
+        The gated concurrency series. Both runs are the same coordinated order in the same
+        process, in adjacent, alternating batches, so the machine's state cancels as in
+        ``ratios.py``; what is left is what concurrency buys: batching the graph and cache work
+        of many transactions and keeping the SQLite lane free while they are applied. A longer
+        lane hold or a lost batch lowers it; a change in the cost of one order moves both sides.
+        """
+        ratios = []
+        for i in range(RATIO_ROUNDS):
+            if i % 2 == 0:
+                concurrent = self._concurrent_rate()
+                sequential = self._sequential_rate()
+            else:
+                sequential = self._sequential_rate()
+                concurrent = self._concurrent_rate()
+            ratios.append(concurrent / sequential)
+        return statistics.median(ratios)
+
+    track_concurrency_ratio.unit = "ratio"  # type: ignore[attr-defined]
+
+    def _concurrent_rate(self) -> float:
+        latencies, seconds = self.run(_concurrent(self.coordinated, RATIO_PER_CLIENT))
+        return len(latencies) / seconds
+
+    def _sequential_rate(self) -> float:
+        return RATIO_SEQUENTIAL / self.run(self.sequence(self.coordinated, RATIO_SEQUENTIAL))
+
+
+async def _concurrent(op: Any, per_client: int = PER_CLIENT) -> tuple[list[float], float]:
+    """CONCURRENCY clients, ``per_client`` ops each: every op's latency (ms), the wall time (s)."""
     latencies: list[float] = []
 
     async def client() -> None:
-        for _ in range(PER_CLIENT):
+        for _ in range(per_client):
             started = time.perf_counter()
             await op()
             latencies.append((time.perf_counter() - started) * 1000)
