@@ -11,14 +11,16 @@ import importlib
 
 import click
 
-#: name -> module exposing a click ``command``.
+#: name -> module exposing a click ``command`` (or ``module:attribute`` for a module with several).
 COMMANDS: dict[str, str] = {
     "attribute": "tristore_bench.attribution",
     "bench-smoke": "tristore_bench.smoke",
     "compare": "tristore_bench.compare",
     "count-noise": "tristore_bench.count_noise",
     "gate": "tristore_bench.gate.cli",
+    "history": "tristore_bench.shards:history_command",
     "machine": "tristore_bench.fingerprint",
+    "merge-results": "tristore_bench.shards:merge_command",
     "regressions": "tristore_bench.regressions",
     "site": "tristore_bench.site",
     "thresholds": "tristore_bench.thresholds",
@@ -32,10 +34,11 @@ class LazyGroup(click.Group):
         return sorted(COMMANDS)
 
     def get_command(self, ctx: click.Context, cmd_name: str) -> click.Command | None:
-        module = COMMANDS.get(cmd_name)
-        if module is None:
+        target = COMMANDS.get(cmd_name)
+        if target is None:
             return None
-        command: click.Command = importlib.import_module(module).command
+        module, _, attribute = target.partition(":")
+        command: click.Command = getattr(importlib.import_module(module), attribute or "command")
         return command
 
 
