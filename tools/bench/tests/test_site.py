@@ -33,7 +33,7 @@ from typing import Any
 import pytest
 from click.testing import CliRunner
 
-from tristore_bench import fingerprint, site, site_attribution, thresholds
+from tristore_bench import fingerprint, site, site_attribution, site_trust, thresholds
 from tristore_bench import regressions as regressions_mod
 from tristore_bench.asv import HarnessError, asv_command
 
@@ -72,7 +72,17 @@ def track_level():
 
 
 track_level.unit = "widgets"
+
+
+def track_overhead_ratio():
+    # An in-process ratio by its name (thresholds.kind): gated, and flat, so never flagged.
+    return 1.5
+
+
+track_overhead_ratio.unit = "ratio"
 """
+RATIO = "bench_toy.track_overhead_ratio"
+SLEEPS = ("bench_toy.Toy.time_sleep(1)", "bench_toy.Toy.time_sleep(2)")
 
 # An instruction count as the site sees one (an ``instructions.`` entry): segmented by its repeat
 # noise, so its step is flagged at the commit that measured it, where track_level, a measured
@@ -481,8 +491,8 @@ def test_grid_renders(server: str, browser: DevTools, tmp_path: Path) -> None:
         ".length >= 3 && document.querySelectorAll('#summarygrid-display .benchmark-container')"
         ".length"
     )
-    # bench_toy's sleep and level, and the count.
-    assert count == 3, f"grid shows {count} benchmarks, want 3"
+    # bench_toy's sleep, level and ratio, and the count.
+    assert count == 4, f"grid shows {count} benchmarks, want 4"
     assert browser.evaluate("location.pathname").endswith("index.html")
     _assert_clean(browser, url, server, tmp_path / "grid.png")
 
@@ -508,11 +518,9 @@ def test_regressions_page_renders(server: str, browser: DevTools, tmp_path: Path
         "return $(this).find('td').first().text();}).get().join('\\n')"
     )
     names = set(str(rows or "").splitlines())
-    want = {COUNT, "bench_toy.Toy.time_sleep(1)", "bench_toy.Toy.time_sleep(2)"}
-    # The count's step is flagged at its commit; the sleeps' steps are wall time, which a loaded
-    # machine can blur below asv's threshold, so they may be missing but nothing else may
-    # appear: track_level, a measured series, is not a regression two commits after its step.
-    assert COUNT in names and names <= want, f"regressions table lists {names}"
+    # The count's step is flagged at its commit. The sleeps' 5x steps and track_level's are wall
+    # time: context, shown on their graphs and never flagged.
+    assert names == {COUNT}, f"regressions table lists {names}"
     factor = browser.evaluate(
         "$('#regressions-body table:not(.ignored) tbody tr').filter(function(){"
         "return $(this).text().indexOf('track_instructions')>=0;}).find('td').eq(3).text()"
@@ -553,6 +561,116 @@ def test_a_flagged_count_row_links_to_its_attribution_page(
         (published.html / page).unlink()
 
 
+def _pct(x: float) -> str:
+    """trust.js's figure for a relative quantity."""
+    return f"{100 * x:.1f}%" if 100 * x < 10 else f"{100 * x:.0f}%"
+
+
+def _trust(published: Published) -> dict[str, Any]:
+    return json.loads((published.html / site_trust.DATA_FILE).read_text())
+
+
+@pytest.mark.parametrize(
+    ("graph", "entries"), [("bench_toy.Toy.time_sleep", SLEEPS), (COUNT, (COUNT,))]
+)
+def test_a_graph_shows_each_entrys_noise_band_and_threshold(
+    published: Published,
+    server: str,
+    browser: DevTools,
+    tmp_path: Path,
+    graph: str,
+    entries: tuple[str, ...],
+) -> None:
+    trust = _trust(published)["entries"]
+    url = server + "index.html#" + graph
+    browser.open(url)
+    drawn = browser.wait_for(
+        f"($('#main-graph').data('tristore-trust') || []).length === {len(entries)} && "
+        "$('#main-graph').data('tristore-trust')"
+    )
+    assert drawn, f"{graph}: no band drawn"
+    assert sorted(d["entry"] for d in drawn) == sorted(entries)
+    for d in drawn:
+        info = trust[d["entry"]]
+        latest = d["latest"]
+        assert d["gated"] is info["gated"] is (graph == COUNT)
+        low, high = d["band"]
+        assert low == pytest.approx(latest * max(0.0, 1 - info["noise"]))
+        assert high == pytest.approx(latest * (1 + info["noise"]))
+        assert d["threshold"] == pytest.approx(latest * (1 + info["threshold"]))
+        # The band is on the canvas: its middle, at the plot's left edge, is tinted.
+        pixel = browser.evaluate(
+            "(function(){var p=$('#main-graph').data('plot'), o=p.getPlotOffset();"
+            "var c=$('#main-graph canvas.flot-base')[0], r=c.width/c.clientWidth;"
+            f"var y=o.top+p.getAxes().yaxis.p2c({(low + high) / 2});"
+            "return Array.from(c.getContext('2d').getImageData("
+            "Math.round((o.left+3)*r), Math.round(y*r), 1, 1).data);})()"
+        )
+        assert pixel and min(pixel[:3]) < 250, f"{d['entry']}: band pixel {pixel}"
+    legend = browser.evaluate("$('#tristore-trust').text()")
+    for entry in entries:
+        info = trust[entry]
+        kind = thresholds.Kind(info["kind"])
+        if "(" in entry:
+            assert entry[entry.index("(") :] in legend
+        assert kind.label in legend
+        assert f"noise \u00b1{_pct(info['noise'])}" in legend, legend
+        applied = "" if info["gated"] else " (not applied)"
+        assert f"threshold {_pct(info['threshold'])}{applied}" in legend, legend
+        assert f"from {info['commits']} commits" in legend
+    assert ("context, not gated" in legend) is (graph != COUNT)
+    _assert_clean(browser, url, server, tmp_path / "trust-graph.png")
+
+
+def test_the_grid_groups_the_series_by_kind(server: str, browser: DevTools, tmp_path: Path) -> None:
+    url = server + "index.html"
+    browser.open(url)
+    groups = browser.wait_for(
+        "$('#summarygrid-display .tristore-kind').length && "
+        "JSON.stringify($('#summarygrid-display .tristore-kind').map(function(){"
+        "return [[$(this).children('h1').text(), $(this).find('a.benchmark-container')"
+        ".map(function(){return $(this).attr('href').slice(1);}).get().sort()]];}).get())"
+    )
+    assert groups, "the grid was not grouped"
+    assert json.loads(groups) == [
+        ["Exact counts (gated)", [COUNT]],
+        ["In-process ratios (gated)", [RATIO]],
+        # No size in the toy suite: its section is left out.
+        ["Wall time (context, not gated)", ["bench_toy.Toy.time_sleep", "bench_toy.track_level"]],
+    ]
+    # Nothing left in asv's module groups; the module headings are kept inside each kind.
+    assert browser.evaluate("$('#summarygrid-display > .benchmark-group').length") == 0
+    modules = browser.evaluate(
+        "$('#kind-wall .tristore-module > h3').map(function(){return $(this).text();}).get()"
+    )
+    assert modules == ["bench_toy"]
+    _assert_clean(browser, url, server, tmp_path / "trust-grid.png")
+
+
+def test_trust_json_agrees_with_the_thresholds_command(published: Published) -> None:
+    """The figures the site draws are those the command prints, for every entry."""
+    done = CliRunner().invoke(thresholds.command, ["--asv-config", str(published.config)])
+    assert done.exit_code == 0, done.output
+    block = json.loads(done.stdout)
+    *rows, summary = done.stderr.splitlines()[1:]
+    trust = _trust(published)
+    assert set(trust["entries"]) == {row.split()[0] for row in rows}
+    noise = {n.name: n for n in thresholds.measure_noise(published.results)}
+    for row in rows:
+        entry, kind, gated, commits, *_ = row.split()
+        info = trust["entries"][entry]
+        assert info["kind"] == kind == thresholds.kind(entry)
+        assert info["gated"] is (gated == "gated")
+        assert info["commits"] == int(commits) == noise[entry].commits
+        assert info["threshold"] == thresholds.effective_threshold(block, entry)
+        assert info["noise"] == pytest.approx(noise[entry].band)
+    index = json.loads((published.html / "index.json").read_text())
+    assert set(trust["benchmarks"]) == set(index["benchmarks"])
+    assert [k["heading"] for k in trust["kinds"]] == [k.heading for k in thresholds.Kind]
+    # The goal's line: the ratio, held to the 5% floor, is the one gated entry that is no count.
+    assert summary.startswith("gated non-count entries: 1; at <= 10%: 1 (100%"), summary
+
+
 def test_regressions_command_reads_the_published_site(published: Published) -> None:
     runner = CliRunner()
     args = ["--asv-config", str(published.config)]
@@ -584,8 +702,8 @@ def test_every_result_carries_the_environment_fingerprint(published: Published) 
 def test_thresholds_from_real_results(published: Published) -> None:
     noise = thresholds.measure_noise(published.results)
     # One entry per parameter combination, named as asv's regressions page names them.
-    sleeps = {"bench_toy.Toy.time_sleep(1)", "bench_toy.Toy.time_sleep(2)"}
-    assert {n.name for n in noise} == {*sleeps, "bench_toy.track_level", COUNT}
+    sleeps = set(SLEEPS)
+    assert {n.name for n in noise} == {*sleeps, "bench_toy.track_level", RATIO, COUNT}
     for sleep in (n for n in noise if n.name in sleeps):
         assert sleep.commits == len(LEVELS)
         assert sleep.ci is not None and sleep.iqr is not None

@@ -17,32 +17,52 @@ Instruction counts (``instructions.*``) are segmented by their repeat noise inst
 ``tools/bench/count-noise.json``), so a count step is flagged at the commit that measured it. And
 each count series keeps only the result parameters its workload depends on
 (:func:`tristore_bench.counts.series_params`): a redis-server upgrade does not split the SQLite
-write's count series.
+write's count series. The others are None in its graph's parameters, a value asv's ``index.json``
+does not list (asv adds None only for a parameter a result lacks), so the graph page's sidebar
+could select no count series: :func:`list_series_params` adds them after the publish.
 
 The thresholds asv holds each step to are derived here too, from the results being published:
 the config's ``regressions_thresholds`` is policy only (floors, overrides), and asv is given
 :func:`tristore_bench.thresholds.derive` of it, the block ``tristore-bench thresholds`` prints.
 A count's step tolerance follows the policy's count floor.
+
+Context entries are never flagged. Every benchmark whose :func:`tristore_bench.thresholds.kind`
+is not gated (wall time: ``time_`` benchmarks, load percentiles, throughput, lags) gets a
+``regressions_first_commits`` key of ``null`` in the loaded config (:func:`context_keys`), asv's
+own switch that skips its regression detection for the matching entries: no row on the
+Regressions page, in ``regressions.json`` (which ``tristore-bench regressions`` reads) or in the
+feed. Their graphs and thresholds are published as before. This is the only place they are left
+out.
+
+After asv has written the site, ``trust.json`` is written beside its pages
+(:mod:`tristore_bench.site_trust`): each entry's kind, noise and threshold, from the very
+derivation asv was given, so the graphs' bands and the Regressions page cannot disagree.
 """
 
 from __future__ import annotations
 
+import json
 import multiprocessing
 import sys
-from collections.abc import Mapping, Sequence
+from collections.abc import Iterable, Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
 from asv import config as asv_config
 from asv import graph as asv_graph
 from asv import step_detect
+from asv import util as asv_util
+from asv.commands import publish as asv_publish_command
 
-from tristore_bench import changepoints, counts, thresholds
+from tristore_bench import changepoints, counts, site_trust, thresholds
 
 _ASV_DETECT_STEPS = step_detect.detect_steps  # asv's own, kept for weighted series
 _ASV_GET_GRAPH = asv_graph.GraphSet.get_graph
 _ASV_GRAPH_DETECT_STEPS = asv_graph.Graph.detect_steps
 _ASV_CONFIG_LOAD = asv_config.Config.load  # bound to Config: a classmethod
+_ASV_PUBLISH_RUN = asv_publish_command.Publish.run  # bound to Publish: a classmethod
+# Where the loaded config keeps the derivation it was given, for trust.json after the publish.
+DERIVATION_ATTR = "tristore_derivation"
 
 
 def detect_steps(y: Sequence[Any], w: Sequence[Any] | None = None) -> list[Any]:
@@ -112,6 +132,28 @@ def install(tolerances: dict[str, float]) -> None:
     asv_graph.Graph.detect_steps = graph_detect_steps  # type: ignore[method-assign]
 
 
+def benchmark_names(results_dir: Path) -> list[str]:
+    """Every benchmark asv publishes: the names in ``results_dir/benchmarks.json``."""
+    try:
+        data = json.loads((results_dir / "benchmarks.json").read_text(encoding="utf-8"))
+    except (OSError, ValueError):
+        return []  # no results yet: asv publish says so itself
+    return sorted(name for name, meta in data.items() if isinstance(meta, dict))
+
+
+def context_keys(names: Iterable[str]) -> dict[str, None]:
+    """``regressions_first_commits`` keys that switch asv's detection off for context entries.
+
+    One key per benchmark whose kind is not gated (:func:`tristore_bench.thresholds.kind`); it
+    matches the benchmark and each of its parameter combinations, and no other benchmark.
+    """
+    return {
+        thresholds.name_regex(name): None
+        for name in sorted(names)
+        if not thresholds.kind(name).gated
+    }
+
+
 def install_thresholds(
     tolerances: dict[str, float],
     records: Mapping[str, counts.WorkloadNoise] | None = None,
@@ -119,23 +161,74 @@ def install_thresholds(
     """Make every asv config loaded in this process carry the derived thresholds.
 
     asv reads ``regressions_thresholds`` from the config object it loads; this hands it
-    :func:`tristore_bench.thresholds.derive` of the file's policy over the config's
-    ``results_dir`` (relative to the working directory, as asv resolves it), and moves the
-    count tolerances (``tolerances``, updated in place) to the policy's count floor.
+    :func:`tristore_bench.thresholds.derivation`'s block for the file's policy over the config's
+    ``results_dir`` (relative to the working directory, as asv resolves it), keeps the
+    derivation on the config (``DERIVATION_ATTR``, for ``trust.json``), switches regression
+    detection off for the context entries (:func:`context_keys`), and moves the count
+    tolerances (``tolerances``, updated in place) to the policy's count floor.
     """
     noise = counts.load_noise() if records is None else records
 
     def load(cls: type, path: str | None = None) -> Any:
         conf = _ASV_CONFIG_LOAD(path)
         policy = dict(getattr(conf, "regressions_thresholds", None) or {})
-        conf.regressions_thresholds = thresholds.derive(
-            policy, Path(conf.results_dir), records=noise
-        )
+        results = Path(conf.results_dir)
+        derived = thresholds.derivation(policy, results, records=noise)
+        conf.regressions_thresholds = derived.block
+        conf.regressions_first_commits = {
+            **(getattr(conf, "regressions_first_commits", None) or {}),
+            **context_keys(benchmark_names(results)),
+        }
+        setattr(conf, DERIVATION_ATTR, derived)
         _, count_floor = thresholds.policy_floors(policy)
         tolerances.update(count_tolerances(noise, count_floor))
         return conf
 
     asv_config.Config.load = classmethod(load)  # type: ignore[method-assign, assignment]
+
+
+def list_series_params(html_dir: Path) -> bool:
+    """Add to ``index.json``'s ``params`` every value a graph's parameters hold; True if any.
+
+    The graph page offers (and selects by default) the values ``params`` lists, and loads the
+    graphs of ``graph_param_list`` whose every parameter is selected: a count series whose
+    unrelated parameters are None (:func:`install`'s ``get_graph``) is drawn only once None is
+    listed. Sorted as asv sorts them (None as ``"[none]"``).
+    """
+    path = html_dir / "index.json"
+    index = json.loads(path.read_text(encoding="utf-8"))
+    params: dict[str, list[Any]] = index.get("params", {})
+    added: set[str] = set()
+    for graph in index.get("graph_param_list", []):
+        for key, value in graph.items():
+            if key in params and value not in params[key]:
+                params[key].append(value)
+                added.add(key)
+    for key in added:
+        params[key].sort(key=lambda x: "[none]" if x is None else str(x))
+    if added:
+        asv_util.write_json(str(path), index, compact=True)
+    return bool(added)
+
+
+def install_after_publish() -> None:
+    """Make ``asv publish`` finish the site it has just written.
+
+    ``index.json`` lists every graph's parameter values (:func:`list_series_params`), and
+    ``trust.json`` is written from the derivation :func:`install_thresholds` kept on the config,
+    the one asv published with (a config loaded without it gets no file).
+    """
+
+    def run(cls: type, conf: Any, range_spec: Any = None, pull: bool = True) -> Any:
+        result = _ASV_PUBLISH_RUN(conf, range_spec=range_spec, pull=pull)
+        list_series_params(Path(conf.html_dir))
+        derived = getattr(conf, DERIVATION_ATTR, None)
+        if derived is not None:
+            names = benchmark_names(Path(conf.results_dir))
+            site_trust.write_data(Path(conf.html_dir), derived, names)
+        return result
+
+    asv_publish_command.Publish.run = classmethod(run)  # type: ignore[method-assign, assignment]
 
 
 def main(argv: list[str] | None = None) -> None:
@@ -145,6 +238,7 @@ def main(argv: list[str] | None = None) -> None:
     tolerances = count_tolerances(records)
     install(tolerances)
     install_thresholds(tolerances, records)
+    install_after_publish()
     multiprocessing.set_start_method("fork", force=True)
     sys.argv = ["asv", *(sys.argv[1:] if argv is None else argv)]
     asv_main()

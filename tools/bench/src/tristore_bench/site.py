@@ -12,7 +12,11 @@ module
 3. copies the files the pages use into ``<html_dir>/vendor/<package>/<path in package>`` (keeping
    the package layout so bootstrap's CSS finds ``../fonts/``) with each package's licence, and
    rewrites every CDN ``<script src>`` / ``<link href>`` in the published pages to those copies;
-4. optionally serves ``html_dir`` on 127.0.0.1 (asv's pages fetch JSON with XHR, which browsers
+4. loads ``trust.js`` in ``index.html`` (:mod:`tristore_bench.site_trust`): each graph shades its
+   series' measured noise and draws its threshold, with a legend (kind, gated or context, noise,
+   threshold, commits), and the grid groups the benchmarks by kind, from the ``trust.json``
+   ``asv publish`` wrote with the thresholds it applied;
+5. optionally serves ``html_dir`` on 127.0.0.1 (asv's pages fetch JSON with XHR, which browsers
    refuse over ``file://``).
 
 The CDN URLs are matched exactly against :data:`ASSETS`. A page that references any other remote
@@ -161,6 +165,7 @@ class SiteReport:
     vendored: dict[str, Path] = field(default_factory=dict)  # CDN URL -> local file
     npm_ran: bool = False
     attribution: list[Path] = field(default_factory=list)  # one page per flagged count step
+    trust: Path | None = None  # trust.json: each entry's kind, noise and threshold
 
 
 # --------------------------------------------------------------------------------------------
@@ -358,12 +363,12 @@ def build_site(
     *,
     attribution: bool = True,
 ) -> SiteReport:
-    """asv publish + npm install + vendor + rewrite, and the attribution pages of count steps.
+    """asv publish + npm install + vendor + rewrite, the trust annotations, the attribution pages.
 
     ``npm_root`` defaults to :data:`NPM_ROOT`. ``attribution``: a page per flagged count step
     (:mod:`tristore_bench.site_attribution`), linked from the Regressions page.
     """
-    from tristore_bench import site_attribution
+    from tristore_bench import site_attribution, site_trust
 
     paths = asv_paths(config)
     root = Path(npm_root).resolve() if npm_root is not None else NPM_ROOT
@@ -372,6 +377,11 @@ def build_site(
     report.npm_ran = ensure_node_modules(root)
     report.vendored = vendor(target, root / "node_modules")
     report.pages = rewrite_pages(target)
+    trust = target / site_trust.DATA_FILE
+    if not trust.is_file():
+        raise HarnessError(f"asv publish wrote no {trust} (is tristore_bench.asv_publish current?)")
+    site_trust.link_from_index(target)
+    report.trust = trust
     if attribution:
         pages = site_attribution.write_pages(target, paths.repo)
         report.attribution = [p.path for p in pages]

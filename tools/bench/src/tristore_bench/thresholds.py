@@ -55,6 +55,18 @@ confidence interval of the median (``ci_99_a``, ``ci_99_b``) and the sample quar
   the PR gate's calibrated instruction line is 1% (``--instr-threshold``), and the project asks for
   count thresholds of at most 2%. FLOOR would hide the very changes counts exist to show.
 
+**Kinds: gated or context.** Each entry has one :class:`Kind`, decided by its benchmark's name
+alone (:func:`kind`, by the first matching rule of :data:`KIND_RULES`; adding a benchmark that
+is not wall time is one line there): ``count`` (exact instruction counts), ``ratio`` (in-process
+comparisons against a reference measured in the same process), ``size`` (deterministic or
+quantized quantities that are not time: memory, bytes, a pool's size) are *gated*: the site
+flags their steps. ``wall`` (absolute times, load percentiles, throughput, lags, RSS growth under
+a load scenario) is *context*: its threshold is derived and shown, but a step is never flagged
+(:mod:`tristore_bench.asv_publish` switches asv's regression detection off for it), since the
+machine's state moves such a series by more than the changes worth catching. The table this
+command prints marks each entry's kind and whether it is gated, and ends with the issue's goal:
+how many gated non-count entries are held to at most GOAL_THRESHOLD (10%).
+
 **Derived at publish time.** ``asv.conf.json`` holds only policy: its ``regressions_thresholds``
 are the two floors (the :func:`default_keys`) and any override a person chose for an entry.
 :func:`publish_block` adds the derived keys to that policy, and both ``tristore-bench thresholds``
@@ -91,6 +103,7 @@ import statistics
 from collections import defaultdict
 from collections.abc import Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass
+from enum import StrEnum
 from pathlib import Path
 from typing import Any
 
@@ -105,13 +118,20 @@ __all__ = [
     "COUNT_FLOOR",
     "COUNT_PREFIX",
     "FLOOR",
+    "GOAL_THRESHOLD",
+    "KIND_RULES",
     "K_CI",
     "K_STEP",
+    "Derivation",
+    "Kind",
     "Noise",
     "command",
     "default_keys",
+    "derivation",
     "derive",
     "effective_threshold",
+    "goal",
+    "kind",
     "measure_noise",
     "name_regex",
     "overrides",
@@ -130,6 +150,65 @@ COUNT_PREFIX = "instructions."
 COUNT_FLOOR = 0.01
 ASV_DEFAULT = 0.05  # what asv applies to an entry no key matches (plugins/regressions.py)
 MIN_STEP_COMMITS = 3  # a median over fewer than two run-to-run changes says little
+# The issue's goal for the gated entries that are not counts: a threshold of at most 10%.
+GOAL_THRESHOLD = 0.10
+
+
+class Kind(StrEnum):
+    """What an entry measures, and so whether the site flags its steps (see :func:`kind`)."""
+
+    COUNT = "count"
+    RATIO = "ratio"
+    SIZE = "size"
+    WALL = "wall"
+
+    @property
+    def gated(self) -> bool:
+        """Flagged when it steps; a context entry (wall time) is only shown, with its noise."""
+        return self is not Kind.WALL
+
+    @property
+    def heading(self) -> str:
+        """The heading of this kind's section of the site's grid."""
+        return _HEADINGS[self]
+
+    @property
+    def label(self) -> str:
+        """A few words for one series of this kind (the graph's legend)."""
+        return _LABELS[self]
+
+
+_HEADINGS = {
+    Kind.COUNT: "Exact counts (gated)",
+    Kind.RATIO: "In-process ratios (gated)",
+    Kind.SIZE: "Sizes and memory (gated)",
+    Kind.WALL: "Wall time (context, not gated)",
+}
+_LABELS = {
+    Kind.COUNT: "exact instruction count",
+    Kind.RATIO: "in-process ratio",
+    Kind.SIZE: "size",
+    Kind.WALL: "wall time",
+}
+
+#: (regex, kind), the first whose ``re.fullmatch`` takes the benchmark's name (an entry's name
+#: without its parameters) decides; no match: :attr:`Kind.WALL`. One line per rule.
+KIND_RULES: tuple[tuple[str, Kind], ...] = (
+    (re.escape(COUNT_PREFIX) + ".*", Kind.COUNT),  # benchmarks/instructions.py
+    (r"ratios\..*", Kind.RATIO),  # benchmarks/ratios.py: tristore / reference, one process
+    (r".*\.[^.]*_ratio[^.]*", Kind.RATIO),  # a method named *_ratio*: track_overhead_ratio
+    (r"memory\.(PeakMemory|RedisMemory|RssPerConnection)\..*", Kind.SIZE),  # bytes, whole pages
+    (r".*\.track_pool_size_after_load.*", Kind.SIZE),  # connections left open: an integer
+)
+
+
+def kind(entry_name: str) -> Kind:
+    """The kind of an asv entry (``name``, ``name(p1, p2)``, optionally ``@branch``), by name."""
+    benchmark = re.split(r"[(@]", entry_name, maxsplit=1)[0]
+    for pattern, found in KIND_RULES:
+        if re.fullmatch(pattern, benchmark):
+            return found
+    return Kind.WALL
 
 
 @dataclass(frozen=True)
@@ -163,9 +242,25 @@ class Noise:
         return self.benchmark if self.params is None else f"{self.benchmark}({self.params})"
 
     @property
+    def kind(self) -> Kind:
+        """This entry's :class:`Kind`: gated (count, ratio, size) or context (wall)."""
+        return kind(self.benchmark)
+
+    @property
     def is_count(self) -> bool:
         """An instruction count: held to ``count_floor``, not ``floor``."""
-        return self.benchmark.startswith(COUNT_PREFIX)
+        return self.kind is Kind.COUNT
+
+    @property
+    def band(self) -> float | None:
+        """The relative noise the site draws around the latest value (None: nothing measured).
+
+        What the threshold scales: a count's repeat spread (as :meth:`threshold` takes it), for
+        the others the largest of ``step``, ``ci`` and ``resolution``.
+        """
+        if self.is_count:
+            return count_noise.UNMEASURED_SPREAD if self.repeat is None else self.repeat
+        return _max(self.step, self.ci, self.resolution)
 
     @property
     def regex(self) -> str:
@@ -427,19 +522,50 @@ def publish_block(
     return block
 
 
+@dataclass(frozen=True)
+class Derivation:
+    """What the site publishes with: asv's block, and the noise of every entry it came from."""
+
+    block: dict[str, float]
+    noise: tuple[Noise, ...]
+
+    def threshold(self, entry_name: str) -> float:
+        """The threshold asv holds ``entry_name`` to (:func:`effective_threshold`)."""
+        return effective_threshold(self.block, entry_name)
+
+
+def derivation(
+    policy: Mapping[str, float],
+    results_dir: Path,
+    machines: Iterable[str] | None = None,
+    records: Mapping[str, count_noise.WorkloadNoise] | None = None,
+) -> Derivation:
+    """:func:`publish_block` for the results under ``results_dir``, with the noise it read.
+
+    No results yet (a fresh checkout): the policy alone, with its floors made explicit.
+    """
+    if not results_dir.is_dir():
+        return Derivation(publish_block(policy, []), ())
+    noise = tuple(measure_noise(results_dir, machines, records))
+    return Derivation(publish_block(policy, noise), noise)
+
+
 def derive(
     policy: Mapping[str, float],
     results_dir: Path,
     machines: Iterable[str] | None = None,
     records: Mapping[str, count_noise.WorkloadNoise] | None = None,
 ) -> dict[str, float]:
-    """:func:`publish_block` for the results under ``results_dir``: what the site publishes with.
+    """The block the site publishes with: :func:`derivation`'s."""
+    return derivation(policy, results_dir, machines, records).block
 
-    No results yet (a fresh checkout): the policy alone, with its floors made explicit.
-    """
-    if not results_dir.is_dir():
-        return publish_block(policy, [])
-    return publish_block(policy, measure_noise(results_dir, machines, records))
+
+def goal(noise: Iterable[Noise], block: Mapping[str, float]) -> tuple[int, int]:
+    """(gated entries that are not counts, how many of them asv holds to <= GOAL_THRESHOLD)."""
+    gated = [n for n in noise if n.kind.gated and not n.is_count]
+    # A hair of slack: thresholds are rounded to whole percent, 0.1 may be stored as 0.1000001.
+    met = sum(effective_threshold(block, n.name) <= GOAL_THRESHOLD + 1e-9 for n in gated)
+    return len(gated), met
 
 
 def effective_threshold(block: Mapping[str, float], entry_name: str) -> float:
@@ -539,8 +665,8 @@ def command(
     # One row per entry; a parameterized benchmark's entry names run long.
     width = max(56, *(len(n.name) for n in noise))
     click.echo(
-        f"{'entry':<{width}} {'commits':>7} {'ci99/2':>7} {'iqr':>7} {'step':>7} {'resol':>7} "
-        f"{'repeat':>7} {'threshold':>9}",
+        f"{'entry':<{width}} {'kind':<5} {'gated':<7} {'commits':>7} {'ci99/2':>7} {'iqr':>7} "
+        f"{'step':>7} {'resol':>7} {'repeat':>7} {'threshold':>9}",
         err=True,
     )
     for n in noise:
@@ -554,9 +680,18 @@ def command(
             shown += " (resolution)"
         elif value is not None and value >= cap:
             shown += " (capped: too noisy)"
+        gated = "gated" if n.kind.gated else "context"
         click.echo(
-            f"{n.name:<{width}} {n.commits:>7} {_pct(n.ci):>7} {_pct(n.iqr):>7} {_pct(n.step):>7} "
-            f"{_pct(n.resolution):>7} {_pct(n.repeat):>7} {shown:>9}",
+            f"{n.name:<{width}} {n.kind:<5} {gated:<7} {n.commits:>7} {_pct(n.ci):>7} "
+            f"{_pct(n.iqr):>7} {_pct(n.step):>7} {_pct(n.resolution):>7} {_pct(n.repeat):>7} "
+            f"{shown:>9}",
             err=True,
         )
+    entries, met = goal(noise, block)
+    share = f"{met / entries:.0%}" if entries else "-"
+    click.echo(
+        f"gated non-count entries: {entries}; at <= {GOAL_THRESHOLD:.0%}: {met} ({share}; "
+        "the goal is 9 in 10). Context (wall) entries are shown on the site, never flagged.",
+        err=True,
+    )
     click.echo(json.dumps(block, indent=4))
