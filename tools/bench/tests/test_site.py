@@ -634,7 +634,7 @@ def test_the_grid_groups_the_series_by_kind(server: str, browser: DevTools, tmp_
     assert groups, "the grid was not grouped"
     assert json.loads(groups) == [
         ["Exact counts (gated)", [COUNT]],
-        ["In-process ratios (gated)", [RATIO]],
+        ["In-process ratios (gated where their noise allows)", [RATIO]],
         # No size in the toy suite: its section is left out.
         ["Wall time (context, not gated)", ["bench_toy.Toy.time_sleep", "bench_toy.track_level"]],
     ]

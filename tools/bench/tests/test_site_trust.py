@@ -55,11 +55,43 @@ def test_kind_of_real_entries(entry: str, expected: Kind) -> None:
     assert expected.gated is (expected is not Kind.WALL)
 
 
+@pytest.mark.parametrize(
+    ("name", "step", "threshold", "expected"),
+    [
+        ("instructions.X.track_instructions", None, 0.01, True),  # a count always is
+        ("pools.P.time_x", 0.01, 0.05, False),  # wall time never is
+        ("ratios.DriverRatios.track_ratio", 0.02, 0.08, True),
+        ("ratios.DriverRatios.track_ratio", 0.06, 0.24, False),  # cannot see 10%: context
+        ("memory.PeakMemory.peakmem_x", 0.04, 0.15, False),
+        ("memory.PeakMemory.peakmem_x", None, 0.05, False),  # noise not yet measured
+        ("coordinated.CoordinatedWrites.track_concurrency_ratio", 0.04, 0.16, True),  # wider
+        ("coordinated.CoordinatedWrites.track_concurrency_ratio", 0.06, 0.24, False),
+    ],
+)
+def test_a_ratio_or_a_size_is_gated_only_where_its_threshold_sees_the_goal(
+    name: str, step: float | None, threshold: float, expected: bool
+) -> None:
+    noise = thresholds.Noise(name, 10, None, None, step)
+    assert thresholds.gated(noise, threshold) is expected
+
+
+def test_a_noisy_ratio_is_published_as_context_alone() -> None:
+    """Its own key switches asv's detection off; its quiet neighbours keep theirs."""
+    quiet = thresholds.Noise("ratios.R.track_ratio", 10, None, None, 0.01, params="'a'")
+    noisy = thresholds.Noise("ratios.R.track_ratio", 10, None, None, 0.08, params="'b'")
+    derived = thresholds.Derivation(thresholds.publish_block({}, [quiet, noisy]), (quiet, noisy))
+    assert derived.gated(quiet) and not derived.gated(noisy)
+    keys = asv_publish.context_keys(["ratios.R.track_ratio", "pools.P.time_x"], derived)
+    assert list(keys) == [thresholds.name_regex("pools.P.time_x"), noisy.regex]
+    assert not any(re.match(key, quiet.name) for key in keys)
+    assert all(value is None for value in keys.values())
+
+
 def test_every_benchmark_of_the_suite_has_a_kind() -> None:
     """The committed suite, by kind: a new benchmark that is not wall time needs a rule."""
     names = asv_publish.benchmark_names(REPO / "results")
     kinds = Counter(thresholds.kind(name) for name in names)
-    assert kinds == {Kind.COUNT: 6, Kind.RATIO: 2, Kind.SIZE: 7, Kind.WALL: len(names) - 15}
+    assert kinds == {Kind.COUNT: 6, Kind.RATIO: 3, Kind.SIZE: 7, Kind.WALL: len(names) - 16}
     # A parameter that looks like a rule does not move an entry to another kind.
     assert thresholds.kind("pools.PoolFloor.time_x('ratios.a_ratio')") is Kind.WALL
     # Noise.is_count and kind() agree: one definition.

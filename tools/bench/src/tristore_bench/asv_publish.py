@@ -141,17 +141,24 @@ def benchmark_names(results_dir: Path) -> list[str]:
     return sorted(name for name, meta in data.items() if isinstance(meta, dict))
 
 
-def context_keys(names: Iterable[str]) -> dict[str, None]:
+def context_keys(
+    names: Iterable[str], derived: thresholds.Derivation | None = None
+) -> dict[str, None]:
     """``regressions_first_commits`` keys that switch asv's detection off for context entries.
 
     One key per benchmark whose kind is not gated (:func:`tristore_bench.thresholds.kind`); it
-    matches the benchmark and each of its parameter combinations, and no other benchmark.
+    matches the benchmark and each of its parameter combinations, and no other benchmark. And,
+    with ``derived``, one key per entry of a gated kind that its noise leaves as context
+    (:func:`tristore_bench.thresholds.gated`), which matches that entry alone.
     """
-    return {
+    keys: dict[str, None] = {
         thresholds.name_regex(name): None
         for name in sorted(names)
         if not thresholds.kind(name).gated
     }
+    if derived is not None:
+        keys.update(dict.fromkeys(derived.context_regexes()))
+    return keys
 
 
 def install_thresholds(
@@ -177,7 +184,7 @@ def install_thresholds(
         conf.regressions_thresholds = derived.block
         conf.regressions_first_commits = {
             **(getattr(conf, "regressions_first_commits", None) or {}),
-            **context_keys(benchmark_names(results)),
+            **context_keys(benchmark_names(results), derived),
         }
         setattr(conf, DERIVATION_ATTR, derived)
         _, count_floor = thresholds.policy_floors(policy)

@@ -75,7 +75,7 @@ def data(derived: Derivation, benchmarks: Iterable[str]) -> dict[str, Any]:
         "entries": {
             n.name: {
                 "kind": str(n.kind),
-                "gated": n.kind.gated,
+                "gated": derived.gated(n),
                 "noise": n.band,
                 "basis": _basis(n),
                 "threshold": derived.threshold(n.name),
