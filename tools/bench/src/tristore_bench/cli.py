@@ -22,6 +22,7 @@ COMMANDS: dict[str, str] = {
     "machine": "tristore_bench.fingerprint",
     "merge-results": "tristore_bench.shards:merge_command",
     "regressions": "tristore_bench.regressions",
+    "rerun-noise": "tristore_bench.rerun_noise",
     "site": "tristore_bench.site",
     "thresholds": "tristore_bench.thresholds",
 }

@@ -32,8 +32,17 @@ confidence interval of the median (``ci_99_a``, ``ci_99_b``) and the sample quar
   so two readings of unchanged code can differ by two: K_RESOLUTION = 2. This term is a limit of
   the measurement, not noise, so CAP does not apply to it (512 -> 1024 bytes is no signal).
 
-  threshold = max(min(CAP, max(FLOOR, K_STEP * step, K_CI * ci)), K_RESOLUTION * resolution),
-  rounded up to whole percent.
+* ``rerun`` = the largest relative difference max(a / b, b / a) - 1 between a commit's stored
+  result and the same commit measured again, on another day or another VM of the same kind, with
+  the same benchmark code (``tristore-bench rerun-noise``, ``tools/bench/rerun-noise.json``). The
+  history's terms compare consecutive commits of one run and miss what moves between runs; a
+  commit that leaves an entry's code untouched must not be flagged in it. The record holds the
+  largest difference over a few commits, which understates the tail: K_RERUN = 1.5 leaves a
+  margin. Like ``resolution`` it is what unchanged code was seen to do, so CAP does not apply to
+  it: an entry a re-run moved by 30% is held to at least 45%, and is then context (see below).
+
+  threshold = max(min(CAP, max(FLOOR, K_STEP * step, K_CI * ci)), K_RESOLUTION * resolution,
+  K_RERUN * rerun), rounded up to whole percent.
 
 * An instruction count (``instructions.*``) is held to its *repeat* noise instead, the spread of
   repeated counts of one commit (``tristore-bench count-noise``, ``tools/bench/count-noise.json``):
@@ -123,6 +132,7 @@ __all__ = [
     "GOAL_THRESHOLD",
     "KIND_RULES",
     "K_CI",
+    "K_RERUN",
     "K_STEP",
     "WIDER_GATES",
     "Derivation",
@@ -133,6 +143,7 @@ __all__ = [
     "derivation",
     "derive",
     "effective_threshold",
+    "entry_name",
     "gate_limit",
     "gated",
     "goal",
@@ -142,12 +153,14 @@ __all__ = [
     "overrides",
     "policy_floors",
     "publish_block",
+    "readings",
     "thresholds_block",
 ]
 
 K_STEP = 4.0
 K_CI = 2.0
 K_RESOLUTION = 2.0
+K_RERUN = 1.5  # x the largest re-run difference recorded (tristore-bench rerun-noise)
 FLOOR = 0.05
 CAP = 0.5
 # The instruction-count benchmarks (benchmarks/instructions.py): deterministic, so their own floor.
@@ -237,6 +250,7 @@ class _Point:
     value: float
     ci: float | None
     iqr: float | None
+    started: int | None = None  # when asv ran it (``started_at``, ms since the epoch)
 
 
 @dataclass(frozen=True)
@@ -253,11 +267,13 @@ class Noise:
     params: str | None = None
     # An instruction count's repeat spread (tristore-bench count-noise); None for the others.
     repeat: float | None = None
+    # The largest difference a re-run of a recorded commit read (tristore-bench rerun-noise).
+    rerun: float | None = None
 
     @property
     def name(self) -> str:
         """asv's entry name, the string its ``regressions_thresholds`` keys are matched against."""
-        return self.benchmark if self.params is None else f"{self.benchmark}({self.params})"
+        return entry_name(self.benchmark, self.params)
 
     @property
     def kind(self) -> Kind:
@@ -274,11 +290,11 @@ class Noise:
         """The relative noise the site draws around the latest value (None: nothing measured).
 
         What the threshold scales: a count's repeat spread (as :meth:`threshold` takes it), for
-        the others the largest of ``step``, ``ci`` and ``resolution``.
+        the others the largest of ``step``, ``ci``, ``resolution`` and ``rerun``.
         """
         if self.is_count:
             return count_noise.UNMEASURED_SPREAD if self.repeat is None else self.repeat
-        return _max(self.step, self.ci, self.resolution)
+        return _max(self.step, self.ci, self.resolution, self.rerun)
 
     @property
     def regex(self) -> str:
@@ -312,10 +328,12 @@ class Noise:
             None if self.ci is None else k_ci * self.ci,
         )
         limit = None if self.resolution is None else K_RESOLUTION * self.resolution
-        if raw is None and limit is None:
+        # What the same commit read in another run: never capped below what was seen.
+        again = None if self.rerun is None else K_RERUN * self.rerun
+        if raw is None and limit is None and again is None:
             return None
         noise = None if raw is None else min(cap, max(floor, _ceil_pct(raw)))
-        return _max(noise, None if limit is None else _ceil_pct(limit))
+        return _max(noise, *(None if x is None else _ceil_pct(x) for x in (limit, again)))
 
 
 def _ceil_pct(x: float) -> float:
@@ -381,6 +399,7 @@ def _points(results_dir: Path, machines: Iterable[str] | None) -> dict[_SeriesKe
                 hi = _column(row, columns, "stats_ci_99_b", i)
                 q25 = _column(row, columns, "stats_q_25", i)
                 q75 = _column(row, columns, "stats_q_75", i)
+                at = columns.get("started_at")
                 point = _Point(
                     date=int(data.get("date") or 0),
                     commit=str(data.get("commit_hash", "")),
@@ -388,11 +407,30 @@ def _points(results_dir: Path, machines: Iterable[str] | None) -> dict[_SeriesKe
                     value=value,
                     ci=(hi - lo) / 2 / value if lo is not None and hi is not None else None,
                     iqr=(q75 - q25) / value if q25 is not None and q75 is not None else None,
+                    started=_int(row[at]) if at is not None and at < len(row) else None,
                 )
                 # asv's entry name joins the parameters' repr strings (as stored) with ", ".
                 entry = ", ".join(map(str, combo)) if params else None
                 series[(name, entry, machine, str(data.get("env_name", "")))].append(point)
     return series
+
+
+def _int(x: Any) -> int | None:
+    return int(x) if isinstance(x, int | float) and math.isfinite(x) else None
+
+
+def entry_name(benchmark: str, params: str | None) -> str:
+    """asv's entry name: ``name``, or ``name(p1, p2)`` for one parameter combination."""
+    return benchmark if params is None else f"{benchmark}({params})"
+
+
+def readings(results_dir: Path, machines: Iterable[str] | None = None) -> dict[str, list[_Point]]:
+    """Every reading of each asv entry under ``results_dir``, by entry name: one per result file
+    (commit, machine, environment), with its commit, benchmark version and value."""
+    found: dict[str, list[_Point]] = defaultdict(list)
+    for (name, params, *_), points in _points(results_dir, machines).items():
+        found[entry_name(name, params)].extend(points)
+    return dict(found)
 
 
 def _median(xs: list[float]) -> float | None:
@@ -408,18 +446,26 @@ def measure_noise(
     results_dir: Path,
     machines: Iterable[str] | None = None,
     records: Mapping[str, count_noise.WorkloadNoise] | None = None,
+    reruns: Mapping[str, float] | None = None,
 ) -> list[Noise]:
     """Pooled noise per asv entry name, from every result under ``results_dir``.
 
     ``records``: the count workloads' repeat noise (default: ``tools/bench/count-noise.json``).
+    ``reruns``: entry name -> the largest re-run difference (default:
+    ``tools/bench/rerun-noise.json``).
     """
     if not results_dir.is_dir():
         raise HarnessError(f"no asv results at {results_dir}: run the benchmarks first")
-    if records is None:
-        try:
+    try:
+        if records is None:
             records = count_noise.load_noise()
-        except ValueError as exc:
-            raise HarnessError(str(exc)) from exc
+        if reruns is None:
+            # Imported here: rerun_noise reads results through this module.
+            from tristore_bench.rerun_noise import load_rerun
+
+            reruns = load_rerun()
+    except ValueError as exc:
+        raise HarnessError(str(exc)) from exc
     by_name: dict[str, Noise] = {}
     # Pooling by the maximum does not depend on the order; the result is sorted by entry name.
     for (name, params, *_), points in _points(results_dir, machines).items():
@@ -454,6 +500,7 @@ def measure_noise(
                 if name.startswith(COUNT_PREFIX)
                 else None
             ),
+            rerun=None if name.startswith(COUNT_PREFIX) else reruns.get(entry_name(name, params)),
         )
         old = by_name.get(noise.name)
         if old is not None:
@@ -468,6 +515,7 @@ def measure_noise(
                 step=_max(old.step, noise.step),
                 resolution=_max(old.resolution, noise.resolution),
                 repeat=noise.repeat,
+                rerun=noise.rerun,
             )
         by_name[noise.name] = noise
     return [by_name[n] for n in sorted(by_name)]
@@ -708,7 +756,7 @@ def command(
     width = max(56, *(len(n.name) for n in noise))
     click.echo(
         f"{'entry':<{width}} {'kind':<5} {'gated':<7} {'commits':>7} {'ci99/2':>7} {'iqr':>7} "
-        f"{'step':>7} {'resol':>7} {'repeat':>7} {'threshold':>9}",
+        f"{'step':>7} {'resol':>7} {'repeat':>7} {'rerun':>7} {'threshold':>9}",
         err=True,
     )
     for n in noise:
@@ -718,6 +766,8 @@ def command(
             shown = f"{effective_threshold(block, n.name):.3f} (override)"
         elif n.is_count:
             shown += " (repeat noise)" if value is not None and value > count_floor else ""
+        elif n.rerun is not None and value == _ceil_pct(K_RERUN * n.rerun):
+            shown += " (re-run)"
         elif n.resolution is not None and value == _ceil_pct(K_RESOLUTION * n.resolution):
             shown += " (resolution)"
         elif value is not None and value >= cap:
@@ -726,7 +776,7 @@ def command(
         click.echo(
             f"{n.name:<{width}} {n.kind:<5} {held:<7} {n.commits:>7} {_pct(n.ci):>7} "
             f"{_pct(n.iqr):>7} {_pct(n.step):>7} {_pct(n.resolution):>7} {_pct(n.repeat):>7} "
-            f"{shown:>9}",
+            f"{_pct(n.rerun):>7} {shown:>9}",
             err=True,
         )
     entries, met, noisy = goal(noise, block)
