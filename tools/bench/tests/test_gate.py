@@ -441,3 +441,21 @@ def test_pytest_command_runs_only_perf_without_the_plugin(tmp_path: Path) -> Non
     assert cmd[cmd.index("perf") - 1 : cmd.index("perf") + 1] == ["-m", "perf"]
     assert "no:tristore" in cmd
     assert cmd[-2:] == ["-k", "pool or kuzu"]
+
+
+def test_wall_rounds_run_the_single_store_checks_unless_told_otherwise() -> None:
+    """The counts judge every workload; the wall-time rounds the four that settle in 20 rounds."""
+    from tristore_bench.gate.cli import Options
+    from tristore_bench.gate.run import WALL_CHECKS
+
+    def options(only: tuple[str, ...] = (), target: str = "") -> Options:
+        return Options(
+            None, None, None, Policy(), 20, 170.0, only, 1.0, {}, 0.0, target, None, None, 1,
+            0.0, "",
+        )  # fmt: skip
+
+    assert options().wall_only == WALL_CHECKS
+    assert "coordinated_tx" not in WALL_CHECKS and "order_flow" not in WALL_CHECKS
+    assert options(only=("order_flow",)).wall_only == ("order_flow",)
+    assert options(target="order_flow").wall_only == (*WALL_CHECKS, "order_flow")
+    assert options(target="sqlite_write").wall_only == WALL_CHECKS

@@ -25,8 +25,10 @@ What it does (``tristore-bench gate --base origin/main``):
    inconclusive verdict with ``--fail-on-inconclusive`` (else 0), **2** when it cannot judge (a
    failing perf test, a bad ref, a timeout), **0** otherwise.
 
-A budget (default 270 s for the wall-time rounds) stops adding rounds early, never below
-``--min-rounds``, so the gate stays under five minutes on a loaded machine too. ``--calibrate``
+The wall-time rounds run the four single-store hot paths (``WALL_CHECKS``; ``--only`` picks
+others); the instruction table counts every workload. A budget (default 170 s for the wall-time
+rounds) stops adding rounds early, never below ``--min-rounds``, so that with the counts after
+them the gate stays within five minutes on a loaded machine too. ``--calibrate``
 measures the gate itself: ``--measure wall`` runs whole A/A (or injected) gates
 (:mod:`tristore_bench.gate.calibrate`), ``--measure instructions`` counts the instruction
 verdicts' A/A and injected detection (:mod:`tristore_bench.gate.calibrate_instructions`).
@@ -54,6 +56,7 @@ from tristore_bench.gate import instructions as instr
 from tristore_bench.gate.calibrate import Calibration, calibration_markdown, run_calibration
 from tristore_bench.gate.report import GateSummary, gate_markdown
 from tristore_bench.gate.run import (
+    WALL_CHECKS,
     GateError,
     Rounds,
     Side,
@@ -183,7 +186,7 @@ def _echo(message: str) -> None:
 )
 @click.option(
     "--budget",
-    default=270.0,
+    default=170.0,
     show_default=True,
     help="Seconds for all rounds of one gate; stops early (never below --min-rounds) to keep it.",
 )
@@ -194,7 +197,13 @@ def _echo(message: str) -> None:
     "--alpha", default=0.01, show_default=True, help="Chance of any false regression per gate."
 )
 @click.option("--quantile", default=0.0, show_default=True, help="Per-round statistic (0: min).")
-@click.option("--only", multiple=True, metavar="NAME", help="Only benchmarks matching (-k).")
+@click.option(
+    "--only",
+    multiple=True,
+    metavar="NAME",
+    help="Only benchmarks matching (-k); by default the wall-time rounds run "
+    f"{', '.join(WALL_CHECKS)} and the instruction table every workload.",
+)
 @click.option("--scale", default=1.0, show_default=True, help="Samples per benchmark, scaled.")
 @click.option(
     "--report",
@@ -384,6 +393,14 @@ class Options:
     inject_instructions: float = 0.0  # percent of each base count, head only (test only)
     instr_jobs: int = instr.DEFAULT_JOBS
 
+    @property
+    def wall_only(self) -> tuple[str, ...]:
+        """The perf checks of the wall-time rounds: --only's, or WALL_CHECKS (with the
+        injection's target, which a calibration must run)."""
+        if self.only:
+            return self.only
+        return tuple(dict.fromkeys([*WALL_CHECKS, *filter(None, [self.target])]))
+
 
 def _gate(opts: Options, root: Path, tests: Path, workdir: Path) -> int:
     policy, inject, target = opts.policy, opts.inject, opts.target
@@ -398,7 +415,7 @@ def _gate(opts: Options, root: Path, tests: Path, workdir: Path) -> int:
         _echo(f"gate: base {base_desc} vs head {head_desc}, {opts.rounds} rounds per side")
         measured = run_interleaved(
             base, head, rounds=opts.rounds, tests=tests, root=root, workdir=workdir,
-            budget_s=opts.budget, min_rounds=policy.min_rounds, only=opts.only,
+            budget_s=opts.budget, min_rounds=policy.min_rounds, only=opts.wall_only,
             scale=opts.scale, progress=_echo, settled=settle_rule(policy),
         )  # fmt: skip
         # After the wall-time rounds, never beside them: valgrind would take the cores they time.
@@ -563,7 +580,7 @@ def _calibrate(
             run_dir.mkdir(parents=True, exist_ok=True)
             measured = run_interleaved(
                 base, head, rounds=rounds, tests=tests, root=root, workdir=run_dir,
-                budget_s=opts.budget, min_rounds=policy.min_rounds, only=opts.only,
+                budget_s=opts.budget, min_rounds=policy.min_rounds, only=opts.wall_only,
                 scale=opts.scale, settled=settle_rule(policy),
             )  # fmt: skip
             medians = {

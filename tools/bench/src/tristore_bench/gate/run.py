@@ -30,6 +30,12 @@ from tristore_bench.asv import BenchError, HarnessError, git
 from tristore_bench.gate.stats import Comparison, round_statistic
 
 ENV_SLOWDOWN = ("TRISTORE_TEST_SLOWDOWN", "TRISTORE_TEST_SLOWDOWN_TARGET")
+# The perf checks the wall-time rounds run unless --only says otherwise. The two cross-store flows
+# (coordinated_tx, order_flow) took half of every round, and their wall verdicts settle in few
+# gates at their round-to-round spread, so 20 rounds of them do not fit the five minutes; their
+# CPU work is judged exactly by the instruction table, which counts all six workloads, and their
+# concurrency by the nightly history's gated concurrency ratio.
+WALL_CHECKS: tuple[str, ...] = ("pool_checkout", "sqlite_write", "redis_pipeline", "kuzu_read")
 # pytest exits 5 when every test was deselected or none collected: not an error for a side
 # whose library lacks everything (the report then says "new").
 _PYTEST_OK = (0, 5)
