@@ -19,7 +19,10 @@ each count series keeps only the result parameters its workload depends on
 (:func:`tristore_bench.counts.series_params`): a redis-server upgrade does not split the SQLite
 write's count series. The others are None in its graph's parameters, a value asv's ``index.json``
 does not list (asv adds None only for a parameter a result lacks), so the graph page's sidebar
-could select no count series: :func:`list_series_params` adds them after the publish.
+could select no count series: :func:`list_series_params` adds them after the publish. Which
+upward steps are regressions is asv's rule, with the one correction of
+:func:`tristore_bench.changepoints.detect_regressions` (two count steps in a row are both listed):
+:func:`install_regressions`.
 
 The thresholds asv holds each step to are derived here too, from the results being published:
 the config's ``regressions_thresholds`` is policy only (floors, overrides), and asv is given
@@ -53,6 +56,7 @@ from asv import graph as asv_graph
 from asv import step_detect
 from asv import util as asv_util
 from asv.commands import publish as asv_publish_command
+from asv.plugins import regressions as asv_regressions
 
 from tristore_bench import changepoints, counts, site_trust, thresholds
 
@@ -238,6 +242,16 @@ def install_after_publish() -> None:
     asv_publish_command.Publish.run = classmethod(run)  # type: ignore[method-assign, assignment]
 
 
+def install_regressions() -> None:
+    """Make asv's Regressions publisher decide jumps with :func:`changepoints.detect_regressions`.
+
+    asv's own drops the older of two steps up in a row when the middle level is one commit long
+    and an older level is higher, which a count series, stepping at the commit that measured a
+    change, meets whenever two commits in a row each add work.
+    """
+    asv_regressions.detect_regressions = changepoints.detect_regressions
+
+
 def main(argv: list[str] | None = None) -> None:
     from asv.main import main as asv_main
 
@@ -246,6 +260,7 @@ def main(argv: list[str] | None = None) -> None:
     install(tolerances)
     install_thresholds(tolerances, records)
     install_after_publish()
+    install_regressions()
     multiprocessing.set_start_method("fork", force=True)
     sys.argv = ["asv", *(sys.argv[1:] if argv is None else argv)]
     asv_main()

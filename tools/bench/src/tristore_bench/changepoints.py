@@ -35,6 +35,11 @@ max(1%, 3 x that noise): so a step that large is a segment of its own from the c
 measured it, with no minimum length, and a commit whose count equals its predecessor's (a
 docs-only commit) never starts one. What is flagged is then asv's call, by each entry's
 threshold (1% for counts, or 3 x the noise where that is larger: ``tristore-bench thresholds``).
+
+Which upward steps are regressions is asv's rule too, :func:`detect_regressions`, with one
+correction: asv drops a one-commit segment's jump as a dip by looking at the wrong segment when
+two steps up come in a row (see there). Count series have one-commit segments by design, so
+``tristore-bench site`` publishes with this version.
 """
 
 from __future__ import annotations
@@ -55,6 +60,7 @@ __all__ = [
     "SIGMA_FLOOR",
     "Step",
     "count_change_points",
+    "detect_regressions",
     "detect_steps",
 ]
 
@@ -181,3 +187,57 @@ def detect_steps(
         error = sum(abs(v - middle) for v in segment) / len(segment)
         steps.append((index[left], index[right - 1] + 1, middle, min(segment), error))
     return steps
+
+
+#: asv's ``detect_regressions`` result: (latest value, best value, jumps) or (None, None, None);
+#: a jump is (index of the last good point, index of the first bad point, level before, best
+#: level after).
+Jump = tuple[int, int | None, float, float]
+
+
+def detect_regressions(
+    steps: Sequence[Step], threshold: float = 0.0, min_size: int = 2
+) -> tuple[float | None, float | None, list[Jump] | None]:
+    """asv's ``step_detect.detect_regressions`` (0.6.6), its one-commit dip rule decided in place.
+
+    The rule, as asv has it: walking back from the latest segment, a segment whose level lies
+    below the lowest level that follows it by more than max(its error, that level's error,
+    ``threshold`` x its level) is the "before" of an upward jump. A segment shorter than
+    ``min_size`` commits is such a "before" only conditionally: if the segment right before it
+    is back at the level after it, the short one was a dip, not a step, and its jump is dropped.
+
+    asv keeps that condition pending past the segment right before the short one whenever that
+    segment is itself the "before" of a jump (two steps up in a row, the middle level one commit
+    long), and settles it at the next segment that is not: an older, higher level of the history
+    then drops the jump recorded *last*, which is the older of the two real steps, not the short
+    one. An instruction count steps at the very commit that measured a change, so a second
+    change at the next commit hid the first one from the Regressions page and from
+    ``tristore-bench regressions`` (docs/reports/2026-12-07-holdouts.md). Here the condition is
+    settled by the segment right before the short one, whichever way it goes; every other case
+    is asv's.
+    """
+    if not steps:
+        return None, None, None
+    latest = steps[-1][2]
+    best = latest  # the lowest level from the segment looked at to the latest
+    level, level_err = latest, steps[-1][4]  # the level a lower segment is a jump below
+    dip: tuple[float, float] | None = None  # the level after a short jump, pending
+    after: int | None = None  # the first index of the segment after the one looked at
+    jumps: list[Jump] = []
+    for left, right, value, _low, err in reversed(steps):
+        margin = max(err, level_err, threshold * value)
+        pending, dip = dip, None
+        if level > value + margin:
+            if right - left < min_size:
+                dip = (level, level_err)
+            jumps.append((right - 1, after, value, best))
+            level, level_err = value, err
+        elif pending is not None and pending[0] <= value + margin:
+            jumps.pop()  # the short segment's own jump: it was a dip
+            level, level_err = pending
+        after = left
+        best = min(best, value)
+    if not jumps:
+        return None, None, None
+    jumps.reverse()
+    return latest, best, jumps
