@@ -189,6 +189,8 @@ def test_range_commits_are_asvs(project: Path) -> None:
     hashfile = project / "hashes.txt"
     hashfile.write_text(f"{main[2][:10]}\n\n{main[0]}\n")
     assert shards.range_commits(paths, f"HASHFILE:{hashfile}") == [main[2], main[0]]
+    with pytest.raises(HarnessError, match="hash file"):
+        shards.range_commits(paths, f"HASHFILE:{project / 'missing.txt'}")
 
 
 def test_new_is_what_asv_calls_new(project: Path) -> None:
@@ -241,6 +243,7 @@ def test_history_runs_asv_on_its_shard_into_its_own_results(
     assert call["hashes"] == main[1::2]
     assert call["conf"]["results_dir"] == str(out.resolve())
     assert call["conf"]["repo"] == str(project / "repo")
+    assert call["conf"]["env_dir"] == str(project / "env")  # asv's default, made absolute
     assert call["cwd"] == str(project)
     assert call["argv"][-2:] == ["--skip-existing-commits", call["argv"][-1]]
     assert call["argv"][-1].startswith("HASHFILE:")

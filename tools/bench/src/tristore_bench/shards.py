@@ -145,7 +145,11 @@ def range_commits(paths: AsvPaths, range_spec: str) -> list[str]:
                     commits.append(commit)
         return commits
     if range_spec.startswith("HASHFILE:"):
-        names = Path(range_spec[len("HASHFILE:") :]).read_text(encoding="utf-8").split()
+        hashfile = Path(range_spec[len("HASHFILE:") :])
+        try:
+            names = hashfile.read_text(encoding="utf-8").split()
+        except OSError as exc:
+            raise HarnessError(f"cannot read the hash file {hashfile}: {exc}") from exc
         return [git(paths.repo, "rev-parse", f"{name}^{{commit}}").strip() for name in names]
     if range_spec in ("EXISTING", "TAGS"):
         raise HarnessError(f"range {range_spec} is not supported by history; name the commits")
@@ -201,7 +205,7 @@ def shard_config(paths: AsvPaths, results_dir: Path, env_dir: Path | None, targe
         repo=str(paths.repo),
         benchmark_dir=str(paths.benchmark_dir),
         html_dir=str(paths.html_dir),
-        env_dir=str(env_dir or (paths.root / str(paths.raw.get("env_dir", "env"))).resolve()),
+        env_dir=str((env_dir or paths.root / str(paths.raw.get("env_dir", "env"))).resolve()),
         results_dir=str(results_dir),
     )
     target.write_text(json.dumps(conf, indent=4), encoding="utf-8")
