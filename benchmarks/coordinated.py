@@ -25,7 +25,7 @@ ORDERS = 20  # transactions per timed call
 CONCURRENCY = 25
 PER_CLIENT = 16  # transactions per client in the concurrent run (400 in all)
 # track_concurrency_ratio: interleaved rounds of a short concurrent run (25 clients x 8) and a
-# sequential run of about the same duration; the median over rounds of their orders/s ratio.
+# sequential run of about the same duration; the median over rounds of their time-per-order ratio.
 RATIO_ROUNDS = 21
 RATIO_PER_CLIENT = 8
 RATIO_SEQUENTIAL = 50
@@ -177,13 +177,15 @@ class CoordinatedWrites(_Stores):
     track_throughput_25_concurrent.unit = "orders/s"  # type: ignore[attr-defined]
 
     def track_concurrency_ratio(self) -> float:
-        """Orders/s with 25 clients committing at once over orders/s one at a time.
+        """Time per order with 25 clients committing at once over time per order one at a time.
 
-        The gated concurrency series. Both runs are the same coordinated order in the same
-        process, in adjacent, alternating batches, so the machine's state cancels as in
-        ``ratios.py``; what is left is what concurrency buys: batching the graph and cache work
-        of many transactions and keeping the SQLite lane free while they are applied. A longer
-        lane hold or a lost batch lowers it; a change in the cost of one order moves both sides.
+        The gated concurrency series, the inverse of the orders/s that concurrency buys, so that
+        a loss is an increase (asv flags increases only). Both runs are the same coordinated
+        order in the same process, in adjacent, alternating batches, so the machine's state
+        cancels as in ``ratios.py``; what is left is what concurrency buys: batching the graph
+        and cache work of many transactions and keeping the SQLite lane free while they are
+        applied. A longer lane hold or a lost batch raises it; a change in the cost of one order
+        moves both sides.
         """
         ratios = []
         for i in range(RATIO_ROUNDS):
@@ -193,7 +195,7 @@ class CoordinatedWrites(_Stores):
             else:
                 sequential = self._sequential_rate()
                 concurrent = self._concurrent_rate()
-            ratios.append(concurrent / sequential)
+            ratios.append(sequential / concurrent)
         return statistics.median(ratios)
 
     track_concurrency_ratio.unit = "ratio"  # type: ignore[attr-defined]
