@@ -14,6 +14,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from _asv_results import COLUMNS
 from click.testing import CliRunner
 
 from tristore_bench import regressions as reg
@@ -188,22 +189,6 @@ def test_inconsistent_publish_is_exit_2(site: dict[str, Any]) -> None:
 
 # --------------------------------------------------------------------------------------------
 # thresholds
-
-COLUMNS = [
-    "result",
-    "params",
-    "version",
-    "started_at",
-    "duration",
-    "stats_ci_99_a",
-    "stats_ci_99_b",
-    "stats_q_25",
-    "stats_q_75",
-    "stats_number",
-    "stats_repeat",
-    "samples",
-    "profile",
-]
 
 
 def _row(values: list[float | None], params: list[list[str]], ci: float, iqr: float) -> list[Any]:

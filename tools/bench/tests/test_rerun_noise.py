@@ -10,6 +10,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from _asv_results import COLUMNS
 from click.testing import CliRunner
 
 from tristore_bench import rerun_noise as rn
@@ -24,22 +25,6 @@ PEAK = "memory.PeakMemory.peakmem_place_orders_x300"
 OVERHEAD = "coordinated.CoordinatedWrites.track_overhead_ratio"
 WALL = "pools.PoolCheckout.time_acquire_release_x1000"
 COUNT = "instructions.SQLiteWrite.track_instructions"
-# The columns of a results file as asv 0.6.6 writes them (results/tristore-2core/*.json).
-COLUMNS = [
-    "result",
-    "params",
-    "version",
-    "started_at",
-    "duration",
-    "stats_ci_99_a",
-    "stats_ci_99_b",
-    "stats_q_25",
-    "stats_q_75",
-    "stats_number",
-    "stats_repeat",
-    "samples",
-    "profile",
-]
 VERSIONS = {RATIO: "registry-1", RSS: "f5887ab0", PEAK: "94a53684", OVERHEAD: "3475dc13"}
 VERSIONS |= {WALL: "97707016", COUNT: "count-3"}
 PARAMS = {RATIO: [PAIRS], RSS: [["'sqlite'", "'graph'", "'redis'"]]}

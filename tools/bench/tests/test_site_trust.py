@@ -16,6 +16,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from _asv_results import COLUMNS as ASV_COLUMNS
 from click.testing import CliRunner
 
 from tristore_bench import asv_publish, site, site_trust, thresholds
@@ -139,19 +140,7 @@ def test_index_lists_every_graphs_parameter_values(tmp_path: Path) -> None:
 # --------------------------------------------------------------------------------------------
 # A published site whose wall-time series step by 3x: never flagged; the gated control is.
 
-COLUMNS = [
-    "result",
-    "params",
-    "version",
-    "started_at",
-    "duration",
-    "stats_ci_99_a",
-    "stats_ci_99_b",
-    "stats_q_25",
-    "stats_q_75",
-    "stats_number",
-    "stats_repeat",
-]
+COLUMNS = ASV_COLUMNS[:11]  # no samples, no profile
 MACHINE = "trust-test"
 WALL_TIME = "toy.Wall.time_op"
 WALL_TRACK = "toy.Wall.track_lag_ms"
