@@ -8,6 +8,7 @@ formats, not on its Python API; those formats are pinned by ``asv==0.6.6`` in th
 from __future__ import annotations
 
 import json
+import shlex
 import subprocess
 import sys
 from collections.abc import Callable
@@ -19,7 +20,15 @@ import click
 
 FC = TypeVar("FC", bound=Callable[..., Any])
 
-__all__ = ["AsvPaths", "BenchError", "HarnessError", "asv_command", "asv_paths", "git"]
+__all__ = [
+    "AsvPaths",
+    "BenchError",
+    "HarnessError",
+    "asv_command",
+    "asv_paths",
+    "command_line",
+    "git",
+]
 
 
 class BenchError(Exception):
@@ -100,6 +109,14 @@ def git(repo: Path, *args: str) -> str:
     if done.returncode != 0:
         raise HarnessError(f"git {' '.join(args)} in {repo} failed: {done.stderr.strip()}")
     return done.stdout
+
+
+def command_line(subcommand: str) -> str:
+    """How ``tristore-bench SUBCOMMAND`` was invoked, for the records and reports it writes."""
+    args = sys.argv[1:]
+    if subcommand in args:
+        args = args[args.index(subcommand) + 1 :]
+    return shlex.join(["tristore-bench", subcommand, *args])
 
 
 def asv_command() -> list[str]:

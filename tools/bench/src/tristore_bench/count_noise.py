@@ -22,8 +22,6 @@ from __future__ import annotations
 import contextlib
 import platform
 import re
-import shlex
-import sys
 from collections.abc import Callable, Sequence
 from pathlib import Path
 
@@ -31,6 +29,7 @@ import click
 
 from tristore_bench import counts
 from tristore_bench import instructions as callgrind
+from tristore_bench.asv import command_line
 
 Measure = Callable[..., callgrind.Count]
 
@@ -92,13 +91,6 @@ def repeat_counts(
     )
 
 
-def _command_line() -> str:
-    args = sys.argv[1:]
-    if "count-noise" in args:
-        args = args[args.index("count-noise") + 1 :]
-    return shlex.join(["tristore-bench", "count-noise", *args])
-
-
 @click.command("count-noise")
 @click.option("--repeat", type=click.IntRange(2, 50), default=3, show_default=True)
 @click.option("--bench", "pattern", metavar="REGEX", help="Only entries/workloads matching.")
@@ -125,7 +117,7 @@ def command(repeat: int, pattern: str | None, ref: str, path: Path | None) -> No
         records = counts.load_noise(target)
     except ValueError as exc:
         raise click.ClickException(str(exc)) from exc
-    line = _command_line()
+    line = command_line("count-noise")
     try:
         root = repo_root()
         sha = describe(ref, root).split("(")[-1].rstrip(")")

@@ -48,7 +48,14 @@ from typing import Any
 import click
 
 from tristore_bench import thresholds as th
-from tristore_bench.asv import AsvPaths, HarnessError, asv_command, asv_config_option, asv_paths
+from tristore_bench.asv import (
+    AsvPaths,
+    HarnessError,
+    asv_command,
+    asv_config_option,
+    asv_paths,
+    command_line,
+)
 from tristore_bench.asv import git as run_git
 from tristore_bench.shards import BENCHMARKS_FILE, shard_config
 
@@ -401,13 +408,6 @@ def run_asv(
             raise HarnessError(f"cannot run asv ({argv[0]}): {exc}") from exc
 
 
-def _command_line() -> str:
-    args = sys.argv[1:]
-    if "rerun-noise" in args:
-        args = args[args.index("rerun-noise") + 1 :]
-    return shlex.join(["tristore-bench", "rerun-noise", *args])
-
-
 def _inside(path: Path, parent: Path) -> bool:
     path, parent = path.resolve(), parent.resolve()
     return path == parent or parent in path.parents
@@ -471,7 +471,7 @@ def command(
         records = load_records(target)
     except (HarnessError, ValueError) as exc:
         raise click.ClickException(str(exc)) from exc
-    line = _command_line()
+    line = command_line("rerun-noise")
     click.echo(f"rerun-noise: {len(entries)} entries, {len(commits)} commits", err=True)
     for bench, found in planned:
         click.echo(

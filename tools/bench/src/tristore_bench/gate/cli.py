@@ -39,7 +39,6 @@ from __future__ import annotations
 import contextlib
 import json
 import math
-import shlex
 import signal
 import sys
 import tempfile
@@ -51,6 +50,7 @@ from pathlib import Path
 import click
 
 from tristore_bench import instructions as callgrind
+from tristore_bench.asv import command_line
 from tristore_bench.gate import calibrate_instructions as cal_instr
 from tristore_bench.gate import instructions as instr
 from tristore_bench.gate.calibrate import Calibration, calibration_markdown, run_calibration
@@ -133,14 +133,6 @@ def _source(ref: str | None, root: Path, src_dir: Path | None = None) -> Iterato
         return
     with checkout_src(ref, root) as src:
         yield src, describe(ref, root)
-
-
-def _command_line() -> str:
-    """How this gate was invoked, for the calibration report."""
-    args = sys.argv[1:]
-    if "gate" in args:
-        args = args[args.index("gate") + 1 :]
-    return shlex.join(["tristore-bench", "gate", *args])
 
 
 def _echo(message: str) -> None:
@@ -333,7 +325,7 @@ def command(
     env = _inject_env(inject, target)
     opts = Options(
         base_ref, head_ref, src_dir, policy, rounds, budget, tuple(only), scale, env,
-        inject, target or "", report_path, json_path, runs, max_minutes, _command_line(),
+        inject, target or "", report_path, json_path, runs, max_minutes, command_line("gate"),
         fail_on_inconclusive, instructions, instr_threshold / 100, inject_instructions,
         instr_jobs,
     )  # fmt: skip
