@@ -5,6 +5,7 @@ and the re-run term of the thresholds' derivation. asv itself is not run.
 
 from __future__ import annotations
 
+import dataclasses
 import json
 from pathlib import Path
 from typing import Any
@@ -321,8 +322,22 @@ def test_the_record_round_trips_and_merges(tmp_path: Path) -> None:
     # A new measurement of an entry replaces its old one; the others stay.
     newer = {OVERHEAD: record(OVERHEAD, [(1.0, 1.01), (1.1, 1.0)], date="2026-12-08T10:00:00Z")}
     rn.write_records(rn.merge(rn.load_records(path), newer), path)
-    assert rn.load_rerun(path) == {PEAK: pytest.approx(0.03), OVERHEAD: pytest.approx(0.1)}
+    # The derivation reads the offset: one day's two readings, 1% and 10% off: their median.
+    assert rn.load_rerun(path) == {PEAK: pytest.approx(0.03), OVERHEAD: pytest.approx(0.055)}
     assert rn.load_records(path)[OVERHEAD].date == "2026-12-08T10:00:00Z"
+
+
+def test_the_offset_is_the_day_that_moved_most_and_not_a_lone_reading() -> None:
+    one_off = record(OVERHEAD, [(1.0, 1.02), (1.0, 1.15), (1.0, 0.97)])
+    assert one_off.max == pytest.approx(0.15)
+    assert one_off.offset == pytest.approx(0.0309, abs=1e-4)  # the median: 1.0 / 0.97 - 1
+    shifted_day = dataclasses.replace(
+        record(OVERHEAD, [(1.0, 1.02), (1.0, 1.01), (1.0, 1.08)]),
+        stored_measured=["2026-11-22T13:00:00Z", "2026-11-22T14:00:00Z", "2026-12-06T15:00:00Z"],
+    )
+    assert shifted_day.offset == pytest.approx(0.08)  # one day read 8% off: it counts as it is
+    unknown = dataclasses.replace(one_off, stored_measured=[None, None, None])
+    assert unknown.offset == one_off.offset
 
 
 def test_an_unreadable_record_is_an_error(tmp_path: Path) -> None:

@@ -32,14 +32,18 @@ confidence interval of the median (``ci_99_a``, ``ci_99_b``) and the sample quar
   so two readings of unchanged code can differ by two: K_RESOLUTION = 2. This term is a limit of
   the measurement, not noise, so CAP does not apply to it (512 -> 1024 bytes is no signal).
 
-* ``rerun`` = the largest relative difference max(a / b, b / a) - 1 between a commit's stored
-  result and the same commit measured again, on another day or another VM of the same kind, with
-  the same benchmark code (``tristore-bench rerun-noise``, ``tools/bench/rerun-noise.json``). The
-  history's terms compare consecutive commits of one run and miss what moves between runs; a
-  commit that leaves an entry's code untouched must not be flagged in it. The record holds the
-  largest difference over a few commits, which understates the tail: K_RERUN = 1.5 leaves a
-  margin. Like ``resolution`` it is what unchanged code was seen to do, so CAP does not apply to
-  it: an entry a re-run moved by 30% is held to at least 45%, and is then context (see below).
+* ``rerun`` = how far another session reads the same commits: relative differences
+  max(a / b, b / a) - 1 between commits' stored results and the same commits measured again, on
+  another day or another VM of the same kind, with the same benchmark code (``tristore-bench
+  rerun-noise``, ``tools/bench/rerun-noise.json``); per day the stored readings were measured on,
+  their median, and the largest day (``EntryRerun.offset``). The history's terms compare
+  consecutive commits of one run and miss what moves between runs; a commit that leaves an
+  entry's code untouched must not be flagged in it. A session's shift moves all its readings and
+  the median keeps it; one stored reading off on its own cannot start a step (a ratio or a size
+  steps over MIN_SEGMENT commits) and the median leaves it out. The record has a few commits,
+  which understates the tail: K_RERUN = 1.5 leaves a margin. Like ``resolution`` it is what
+  unchanged code was seen to do, so CAP does not apply to it: an entry another session reads 30%
+  off is held to at least 45%, and is then context (see below).
 
   threshold = max(min(CAP, max(FLOOR, K_STEP * step, K_CI * ci)), K_RESOLUTION * resolution,
   K_RERUN * rerun), rounded up to whole percent.
@@ -160,7 +164,7 @@ __all__ = [
 K_STEP = 4.0
 K_CI = 2.0
 K_RESOLUTION = 2.0
-K_RERUN = 1.5  # x the largest re-run difference recorded (tristore-bench rerun-noise)
+K_RERUN = 1.5  # x how far another session read the same commits (tristore-bench rerun-noise)
 FLOOR = 0.05
 CAP = 0.5
 # The instruction-count benchmarks (benchmarks/instructions.py): deterministic, so their own floor.
@@ -267,7 +271,7 @@ class Noise:
     params: str | None = None
     # An instruction count's repeat spread (tristore-bench count-noise); None for the others.
     repeat: float | None = None
-    # The largest difference a re-run of a recorded commit read (tristore-bench rerun-noise).
+    # How far another session read recorded commits (tristore-bench rerun-noise: the offset).
     rerun: float | None = None
 
     @property
@@ -451,7 +455,7 @@ def measure_noise(
     """Pooled noise per asv entry name, from every result under ``results_dir``.
 
     ``records``: the count workloads' repeat noise (default: ``tools/bench/count-noise.json``).
-    ``reruns``: entry name -> the largest re-run difference (default:
+    ``reruns``: entry name -> its re-run offset (default:
     ``tools/bench/rerun-noise.json``).
     """
     if not results_dir.is_dir():
