@@ -76,6 +76,12 @@ def test_a_ratio_or_a_size_is_gated_only_where_its_threshold_sees_the_goal(
     assert thresholds.gated(noise, threshold) is expected
 
 
+def test_the_band_names_the_re_run_when_it_is_the_largest_noise() -> None:
+    noise = thresholds.Noise("ratios.R.track_ratio", 10, None, None, 0.02, rerun=0.05)
+    assert noise.band == 0.05
+    assert site_trust._basis(noise) == "re-run"
+
+
 def test_a_noisy_ratio_is_published_as_context_alone() -> None:
     """Its own key switches asv's detection off; its quiet neighbours keep theirs."""
     quiet = thresholds.Noise("ratios.R.track_ratio", 10, None, None, 0.01, params="'a'")

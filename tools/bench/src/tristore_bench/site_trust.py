@@ -59,7 +59,7 @@ def _basis(n: Noise) -> str | None:
     """Which measured quantity :attr:`Noise.band` is."""
     if n.is_count:
         return "repeat spread" if n.repeat is not None else "unmeasured (assumed spread)"
-    candidates = {"step": n.step, "ci": n.ci, "resolution": n.resolution}
+    candidates = {"step": n.step, "ci": n.ci, "resolution": n.resolution, "re-run": n.rerun}
     present = {name: value for name, value in candidates.items() if value is not None}
     return max(present, key=lambda name: present[name]) if present else None
 
