@@ -39,6 +39,7 @@ import asyncio
 import contextlib
 import ctypes
 import dataclasses
+import fcntl
 import importlib
 import mmap
 import os
@@ -48,6 +49,8 @@ import selectors
 import shutil
 import sys
 import tempfile
+import termios
+import threading
 import time
 from collections.abc import AsyncIterator, Awaitable, Callable
 from dataclasses import dataclass
@@ -72,8 +75,9 @@ _AMD64_REQUEST = bytes.fromhex(
     "c3"  # ret
 )
 RUNNING_ON_VALGRIND = 0x1001
-# callgrind.h: VG_USERREQ_TOOL_BASE('C', 'T') + 4 and + 5.
+# callgrind.h: VG_USERREQ_TOOL_BASE('C', 'T') + 2, + 4 and + 5.
 _CALLGRIND_BASE = (ord("C") << 24) | (ord("T") << 16)
+CALLGRIND_TOGGLE_COLLECT = _CALLGRIND_BASE + 2  # the calling thread's collection only
 CALLGRIND_START_INSTRUMENTATION = _CALLGRIND_BASE + 4
 CALLGRIND_STOP_INSTRUMENTATION = _CALLGRIND_BASE + 5
 
@@ -543,7 +547,9 @@ def inject_iterations(name: str, value: str | None) -> int | None:
     return None
 
 
-SETTLE_S = 0.005  # real time the settled loop lets other processes and threads catch up
+SETTLE_S = 0.005  # one wait of the settled loop: real time for other processes and threads
+SETTLE_STEPS = 50  # at most this many waits while something still changes
+_BUSY_STATES = frozenset(b"RD")  # /proc states of a thread that is running or about to
 
 
 class _SettledLoop(asyncio.SelectorEventLoop):
@@ -554,10 +560,26 @@ class _SettledLoop(asyncio.SelectorEventLoop):
     timer heap of asyncio then either rebuilds once or pops its ~100 cancelled read timeouts one
     by one (each a Python ``TimerHandle.__lt__``): natively the two modes alternate from one
     pipeline to the next, and under valgrind the runs differed by 1-2%. So before every poll
-    this loop waits (uncounted: the process sleeps) until the server, Kuzu's and SQLite's worker
-    threads have had time to answer, then takes everything that is ready at once. What is
-    counted is then the regime "every reply is ready when the client looks", the same in every
-    run.
+    this loop waits until the server, Kuzu's and SQLite's worker threads have answered, then
+    takes everything that is ready at once. What is counted is then the regime "every reply is
+    ready when the client looks", the same in every run.
+
+    **Waiting until nothing moves** (:func:`_settle`). One fixed wait is not enough on a busy
+    machine: the server (another process) or a worker thread is not always scheduled within
+    it, and its reply then lands one poll later, or half of it does. So the loop waits
+    :data:`SETTLE_S` at a time for as long as the last wait changed something: what is ready
+    (the ready file descriptors and the bytes waiting on them, ``FIONREAD``; a worker thread's
+    result arrives as a byte on the loop's self-pipe), or what the other side is doing (a
+    thread of this process or of a child process such as redis-server that ran during the
+    wait, or is waiting for a CPU). Then, if nothing is ready and the loop may block, it blocks
+    in the real select as asyncio would, and settles again. At most :data:`SETTLE_STEPS` waits
+    each time, so that a peer that never stops cannot hang a count.
+
+    **The waiting is not counted.** How many waits it takes depends on the machine's load, and
+    each is Python code: counted, it would bring back the very dependence it removes. So
+    callgrind's collection is switched off for this thread around it
+    (``CALLGRIND_TOGGLE_COLLECT``; other threads keep counting), and what each poll counts is
+    one ``select(0)`` that takes what is ready, as asyncio's own poll would.
     """
 
     def __init__(self) -> None:
@@ -567,24 +589,118 @@ class _SettledLoop(asyncio.SelectorEventLoop):
         real_select = selector.select
 
         def settled(timeout: float | None = None) -> Any:
-            time.sleep(SETTLE_S)
-            events = real_select(0)
-            if not events and timeout != 0:
-                events = real_select(timeout)
-                time.sleep(SETTLE_S)
-                events = _merge(events, real_select(0))
-            return events
+            _client_request(CALLGRIND_TOGGLE_COLLECT)  # off
+            try:
+                _settle(real_select, timeout)
+            finally:
+                _client_request(CALLGRIND_TOGGLE_COLLECT)  # on again
+            return real_select(0)
 
         selector.select = settled
 
 
-def _merge(first: list[Any], second: list[Any]) -> list[Any]:
-    masks: dict[Any, int] = {}
-    keys: dict[Any, Any] = {}
-    for key, mask in [*first, *second]:
-        keys[key.fd] = key
-        masks[key.fd] = masks.get(key.fd, 0) | mask
-    return [(keys[fd], masks[fd]) for fd in keys]
+Readiness = frozenset[tuple[int, int, int]]  # (fd, events mask, bytes readable)
+Activity = frozenset[tuple[str, int, bytes]]  # (/proc task, state, its context switches)
+Select = Callable[[float | None], list[Any]]
+
+
+def _settle(
+    select: Select,
+    timeout: float | None,
+    sleep: Callable[[float], None] = time.sleep,
+    activity: Callable[[], Activity] | None = None,
+) -> Readiness:
+    """Wait until what ``select`` reports ready and the other side have stopped moving.
+
+    Returns what is ready then. When nothing is and ``timeout`` is not 0, blocks in
+    ``select(timeout)`` and, if something became ready (not a timer), settles again.
+    ``activity``: what the other side is doing (default: :func:`_peers`, read from /proc).
+    """
+    look = activity or _peers(_peer_tasks())
+    ready = _still(select, sleep, look, frozenset())
+    if ready or timeout == 0:
+        return ready
+    events = select(timeout)
+    return _still(select, sleep, look, _readiness(events)) if events else frozenset()
+
+
+def _still(
+    select: Select, sleep: Callable[[float], None], look: Callable[[], Activity], ready: Readiness
+) -> Readiness:
+    last = (ready, look())
+    for _ in range(SETTLE_STEPS):
+        sleep(SETTLE_S)
+        now = (_readiness(select(0)), look())
+        if now == last and not any(state in _BUSY_STATES for _task, state, _n in now[1]):
+            break
+        last = now
+    return last[0]
+
+
+def _readiness(events: list[Any]) -> Readiness:
+    return frozenset(
+        (key.fd, mask, _readable_bytes(key.fd) if mask & selectors.EVENT_READ else 0)
+        for key, mask in events
+    )
+
+
+def _readable_bytes(fd: int) -> int:
+    try:
+        found = fcntl.ioctl(fd, termios.FIONREAD, b"\0\0\0\0")
+    except OSError:  # not a socket, pipe or tty (a listening socket): readiness alone
+        return 0
+    return int.from_bytes(found, sys.byteorder, signed=True)
+
+
+def _peer_tasks() -> list[str]:
+    """/proc directories of the other threads of this process and of its children's threads."""
+    mine = [f"/proc/self/task/{tid}" for tid in _listdir("/proc/self/task")]
+    children = [pid.decode() for task in mine for pid in _read(f"{task}/children").split()]
+    own = f"/proc/self/task/{threading.get_native_id()}"
+    return [task for task in mine if task != own] + [
+        f"/proc/{pid}/task/{tid}" for pid in children for tid in _listdir(f"/proc/{pid}/task")
+    ]
+
+
+def _peers(tasks: list[str]) -> Callable[[], Activity]:
+    """Each task's state and how often it has been switched in and out so far.
+
+    A thread that waits for the GIL, or for valgrind's lock, sleeps while this thread holds it:
+    only its context switches, which go on while this thread waits, show that it has work left.
+    """
+
+    def look() -> Activity:
+        found = set()
+        for task in tasks:
+            status = _read(f"{task}/status")
+            if not status:
+                continue  # it has exited
+            state = status[status.index(b"\nState:\t") + 8]
+            switches = status[status.index(b"\nvoluntary_ctxt_switches:") :]
+            found.add((task, state, switches))
+        return frozenset(found)
+
+    return look
+
+
+def _listdir(path: str) -> list[str]:
+    try:
+        return os.listdir(path)
+    except OSError:
+        return []
+
+
+def _read(path: str) -> bytes:
+    try:
+        fd = os.open(path, os.O_RDONLY)
+    except OSError:
+        return b""
+    try:
+        return os.read(fd, 4096)
+    except OSError:
+        return b""
+    finally:
+        os.close(fd)
 
 
 def prepare(name: str, directory: str | Path) -> None:
