@@ -46,6 +46,8 @@ from typing import Any
 
 import click
 
+from tristore_bench import child_view
+
 TOP_K = 8
 RUN_TIMEOUT_S = 900.0
 
@@ -166,14 +168,14 @@ def _per_op(small: Mapping[str, int], large: Mapping[str, int], n: int) -> dict[
 
 
 def _run_child(
-    workload: str, n: int, run_dir: Path, fixture: Path | None, library: Path | None
+    workload: str, n: int, run_dir: Path, fixture: Path | None, view: child_view.View
 ) -> dict[str, Any]:
     from tristore_bench import instructions
 
     outfile = run_dir / "profile.json"
     extra = {"TRISTORE_BENCH_FIXTURE": str(fixture)} if fixture else {}
-    env = instructions.child_environment(run_dir, extra, library)
-    argv = [instructions.python_binary(), "-m", "tristore_bench.attribution", "child"]
+    env = instructions.child_environment(run_dir, view, extra)
+    argv = [view.python, "-m", "tristore_bench.attribution", "child"]
     done = subprocess.run(
         [*argv, workload, str(n), str(outfile)],
         cwd=run_dir,
@@ -202,11 +204,12 @@ def profile(workload: str, n: int | None = None, *, library: Path | None = None)
     root = instructions.scratch_root()
     try:
         fixture = instructions.prepare_fixture(workload, root, library)
+        view = instructions.children_view(root, library)
         runs = []
         for label, size in (("a", n), ("b", 2 * n)):
             run_dir = root / label
             run_dir.mkdir()
-            runs.append(_run_child(workload, size, run_dir, fixture, library))
+            runs.append(_run_child(workload, size, run_dir, fixture, view))
         small, large = runs
         return Profile(
             workload,

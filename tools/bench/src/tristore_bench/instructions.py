@@ -6,8 +6,9 @@ a 10% change in the number. This is how CodSpeed's simulation mode, iai-callgrin
 cachegrind tracking work, and the controls are theirs:
 
 * ASLR off (``setarch -R``), ``PYTHONHASHSEED=0``, a fixed environment, a working directory and
-  ``TMPDIR`` with names of one fixed length: anything that changes hashing, addresses or string
-  lengths changes the count;
+  ``TMPDIR`` with names of one fixed length, and the interpreter, its packages and the sources
+  seen through links of one fixed length (:mod:`tristore_bench.child_view`): anything that
+  changes hashing, addresses or string lengths changes the count;
 * only the measured region is counted: the workload (:mod:`tristore_bench.workloads`) switches
   callgrind's instrumentation on around its batch of operations (``--instr-atstart=no``);
 * and the count per operation is the difference of two batch sizes, ``(I(2N) - I(N)) / N``, so
@@ -36,10 +37,13 @@ from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from tristore_bench import child_view
+
 PACKAGE = "valgrind"  # the Debian package that provides valgrind and callgrind
 SRC_DIR = Path(__file__).resolve().parents[1]  # tools/bench/src: the children import from here
 RUN_TIMEOUT_S = 1800.0  # one valgrind process; a workload is 20-50x slower than native there
 FIXED_ROOT = "/tmp"  # every run's directory lives here, so its path has the same length anywhere
+SCRATCH_SLOTS = 10_000  # measurements that may run at once on one machine (and stale leftovers)
 
 CALLGRIND_OPTIONS = (
     "--tool=callgrind",
@@ -230,14 +234,14 @@ class Count:
 
 
 def child_environment(
-    run_dir: Path, extra: Mapping[str, str] | None = None, library: Path | None = None
+    run_dir: Path, view: child_view.View, extra: Mapping[str, str] | None = None
 ) -> dict[str, str]:
     """The whole environment of a measured child: nothing inherited that varies by user or shell.
 
     Variables change the count (``os.environ`` is built from them at start-up, ``TMPDIR`` goes
-    into paths); only what selects *which* software runs passes through. ``library``: a ``src``
-    directory whose ``tristore`` is imported instead of the installed one (a pinned snapshot,
-    another commit's tree).
+    into paths); only what selects *which* software runs passes through. The sources come
+    through ``view`` (:mod:`tristore_bench.child_view`): the counting code, and a library under
+    measurement (a pinned snapshot, another commit's tree) when one was given.
     """
     tmp = run_dir / "tmp"
     home = run_dir / "home"
@@ -254,7 +258,7 @@ def child_environment(
         # their start-ups (and the run) would differ.
         "PYTHONDONTWRITEBYTECODE": "1",
         "PYTHONNOUSERSITE": "1",
-        "PYTHONPATH": _pythonpath(library),
+        "PYTHONPATH": view.pythonpath_value,
     }
     # Which redis-server the coordinated workloads start: it runs outside valgrind, uncounted.
     if os.environ.get("TRISTORE_REDIS_BINARY"):
@@ -267,7 +271,12 @@ def _pythonpath(library: Path | None) -> str:
     return os.pathsep.join([*([str(library)] if library else []), str(SRC_DIR)])
 
 
-def command(outfile: Path, workload: str, n: int) -> list[str]:
+def children_view(root: Path, library: Path | None = None) -> child_view.View:
+    """The children's interpreter and sources at fixed-length paths under ``root``."""
+    return child_view.build(root, SRC_DIR, library)
+
+
+def command(outfile: Path, python: str, workload: str, n: int) -> list[str]:
     valgrind = shutil.which("valgrind") or "valgrind"
     return [
         shutil.which("setarch") or "setarch",
@@ -275,7 +284,7 @@ def command(outfile: Path, workload: str, n: int) -> list[str]:
         valgrind,
         *CALLGRIND_OPTIONS,
         f"--callgrind-out-file={outfile}",
-        python_binary(),
+        python,
         "-m",
         "tristore_bench.workloads",
         workload,
@@ -287,17 +296,17 @@ def run_once(
     workload: str,
     n: int,
     run_dir: Path,
+    view: child_view.View,
     fixture: Path | None = None,
-    library: Path | None = None,
     env: Mapping[str, str] | None = None,
 ) -> Run:
     """Count ``n`` operations of ``workload`` in one valgrind process rooted in ``run_dir``."""
     outfile = run_dir / "callgrind.out"
     extra = {**(env or {}), **({"TRISTORE_BENCH_FIXTURE": str(fixture)} if fixture else {})}
-    child_env = child_environment(run_dir, extra, library)
+    child_env = child_environment(run_dir, view, extra)
     started = time.perf_counter()
     done = subprocess.run(
-        command(outfile, workload, n),
+        command(outfile, view.python, workload, n),
         cwd=run_dir,
         env=child_env,
         capture_output=True,
@@ -322,10 +331,19 @@ def run_once(
 def scratch_root() -> Path:
     """A new directory for one measurement, under FIXED_ROOT where it can be written.
 
-    mkdtemp names are a fixed length (prefix + 8 characters), so every run's paths are too.
+    Named ``tsb-00000000``, or the next free number while other measurements hold the first
+    (the gate counts both sides at once): every run's paths have one length, and one measuring
+    at a time sees the very same names, so not even a string's hash differs between runs.
     """
-    parent = FIXED_ROOT if os.access(FIXED_ROOT, os.W_OK) else tempfile.gettempdir()
-    return Path(tempfile.mkdtemp(prefix="tsb-", dir=parent))
+    parent = Path(FIXED_ROOT if os.access(FIXED_ROOT, os.W_OK) else tempfile.gettempdir())
+    for number in range(SCRATCH_SLOTS):
+        path = parent / f"tsb-{number:08d}"
+        try:
+            path.mkdir(mode=0o700)
+        except FileExistsError:
+            continue
+        return path
+    raise RuntimeError(f"{parent}: tsb-00000000 to tsb-{SCRATCH_SLOTS - 1:08d} are all taken")
 
 
 def prepare_fixture(workload: str, root: Path, library: Path | None) -> Path | None:
@@ -378,10 +396,11 @@ def measure(
     root = scratch_root()
     try:
         fixture = prepare_fixture(workload, root, library)
+        children = children_view(root, library)
         dirs = (_run_dir(root, "a"), _run_dir(root, "b"))
         with ThreadPoolExecutor(max_workers=2 if parallel else 1) as pool:
-            small_f = pool.submit(run_once, workload, n, dirs[0], fixture, library, env)
-            large_f = pool.submit(run_once, workload, 2 * n, dirs[1], fixture, library, env)
+            small_f = pool.submit(run_once, workload, n, dirs[0], children, fixture, env)
+            large_f = pool.submit(run_once, workload, 2 * n, dirs[1], children, fixture, env)
             small, large = small_f.result(), large_f.result()
         if keep is not None:
             keep.mkdir(parents=True, exist_ok=True)
