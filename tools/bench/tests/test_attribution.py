@@ -22,7 +22,11 @@ from tristore_bench.gate import instructions as gi
 from tristore_bench.gate.report import GateSummary, gate_markdown
 from tristore_bench.gate.run import checkout_src
 from tristore_bench.gate.stats import Policy
-from tristore_bench.workloads import CALLGRIND_START_INSTRUMENTATION, CALLGRIND_STOP_INSTRUMENTATION
+from tristore_bench.workloads import (
+    CALLGRIND_START_INSTRUMENTATION,
+    CALLGRIND_STOP_INSTRUMENTATION,
+    CALLGRIND_TOGGLE_COLLECT,
+)
 
 ROOT = Path(__file__).resolve().parents[3]
 
@@ -97,6 +101,36 @@ def test_threads_started_under_the_hook_are_counted() -> None:
     finally:
         threading.settrace(old)  # type: ignore[arg-type]
     assert tracer.table()["self"][_name(leaf)] > 0
+
+
+def test_the_collection_toggle_pauses_only_the_calling_thread() -> None:
+    # The settled loop waits with collection off; a worker thread's work meanwhile still counts.
+    def waiting_with_collection_off() -> None:
+        tracer.toggle(CALLGRIND_TOGGLE_COLLECT)
+        worker = threading.Thread(target=leaf, args=(10,))
+        worker.start()
+        worker.join()
+        caller(10)  # this thread's own work while off: not counted
+        tracer.toggle(CALLGRIND_TOGGLE_COLLECT)
+        leaf(3)  # on again
+
+    tracer = attribution.Tracer()
+    old = sys.gettrace()
+    sys.settrace(tracer.global_trace)
+    threading.settrace(tracer.global_trace)
+    try:
+        tracer.toggle(CALLGRIND_START_INSTRUMENTATION)
+        waiting_with_collection_off()
+        tracer.toggle(CALLGRIND_STOP_INSTRUMENTATION)
+    finally:
+        sys.settrace(old)
+        threading.settrace(old)  # type: ignore[arg-type]
+    table = tracer.table()
+    assert _name(caller) not in table["self"]
+    assert (
+        table["self"][_name(leaf)]
+        == _traced(leaf, 10)["self"][_name(leaf)] + _traced(leaf, 3)["self"][_name(leaf)]
+    )
 
 
 def _profile(**columns: dict[str, float]) -> attribution.Profile:

@@ -20,12 +20,12 @@ operation, so set-up and the fixed cost of the region cancel. Bytecodes are not 
 instructions (a bytecode that calls into SQLite costs far more than one that loads a local), so
 this is the second view beside callgrind's C table: it names *where in the Python code* a step
 came from, while the count's total says how much. ``tristore-bench attribute W --repeat 3`` shows
-whether it repeats: for the pool, SQLite-write and Redis-pipeline workloads every table is
-identical; for the Kuzu point read only the event loop's own polling functions
-(``asyncio.base_events``, ``selectors``, the settled loop) vary, by how many polls found a reply
-already there; in the coordinated transaction and the order flow, whose graph batches depend on
-when Kuzu's worker thread answers, a few coordinator functions' self counts also move by about
-0.1 bytecode per operation. A step worth flagging (1% of the count) is far above all of these.
+whether it repeats: for the pool, SQLite-write, Redis-pipeline and Kuzu point-read workloads
+every table is identical (the settled loop's waiting is left out, as callgrind leaves it out:
+``CALLGRIND_TOGGLE_COLLECT`` pauses the calling thread's counting); in the coordinated
+transaction and the order flow, whose graph batches depend on when Kuzu's worker thread answers,
+the event loop's functions and a few coordinator functions move by a fraction of a percent. A
+step worth flagging (1% of the count) is far above all of these.
 
 ``tristore-bench attribute WORKLOAD --base REF [--head REF]`` prints the functions whose
 inclusive and self bytecodes per operation moved most between two libraries.
@@ -58,10 +58,11 @@ RUN_TIMEOUT_S = 900.0
 class _ThreadState:
     """One thread's frame stack and bytecode counter; its bound ``local`` is the frame tracer."""
 
-    __slots__ = ("active", "counter", "inclusive", "key", "owner", "self_ops", "stack")
+    __slots__ = ("collect", "counter", "inclusive", "key", "owner", "self_ops", "stack")
 
     def __init__(self, owner: Tracer) -> None:
         self.owner = owner
+        self.collect = True  # off while this thread waits for the others (the settled loop)
         self.counter = 0
         self.stack: list[tuple[CodeType, int]] = []
         self.self_ops = owner.self_ops
@@ -70,7 +71,7 @@ class _ThreadState:
 
     def local(self, frame: FrameType, event: str, arg: Any) -> Callable[..., Any] | None:
         if event == "opcode":
-            if self.owner.active:
+            if self.owner.active and self.collect:
                 self.counter += 1
                 code = frame.f_code
                 self.self_ops[code] = self.self_ops.get(code, 0) + 1
@@ -101,12 +102,16 @@ class Tracer:
             name = self._names[code] = f"{module}:{code.co_qualname}"
         return name
 
-    def global_trace(self, frame: FrameType, event: str, arg: Any) -> Callable[..., Any] | None:
+    def _state(self) -> _ThreadState:
         ident = threading.get_ident()
         state = self._states.get(ident)
         if state is None:
             with self._lock:
                 state = self._states[ident] = _ThreadState(self)
+        return state
+
+    def global_trace(self, frame: FrameType, event: str, arg: Any) -> Callable[..., Any] | None:
+        state = self._state()
         self.key(frame.f_code, frame)
         frame.f_trace_opcodes = True
         frame.f_trace_lines = False
@@ -120,6 +125,11 @@ class Tracer:
             self.active = True
         elif request == workloads.CALLGRIND_STOP_INSTRUMENTATION:
             self.active = False
+        elif request == workloads.CALLGRIND_TOGGLE_COLLECT:
+            # As callgrind's: this thread only, so the settled loop's waiting (how many polls
+            # a busy machine takes) stays out of the table while the other threads' work counts.
+            state = self._state()
+            state.collect = not state.collect
         return 0
 
     def table(self) -> dict[str, dict[str, int]]:
