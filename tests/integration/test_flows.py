@@ -202,6 +202,41 @@ async def test_recommendations_are_cached_and_invalidated_by_orders(
     assert sorted((r.product_id, r.buyers) for r in z_recs) == [(x.id, 2), (y.id, 1)]
 
 
+async def test_a_repeat_purchase_invalidates_nothing_and_no_answer_goes_stale(
+    stores: Stores, pipeline: OrderPipeline, factory: Factory
+) -> None:
+    """Recommendations count distinct co-buyers: buying a product again changes none of them, so
+    the order invalidates nothing, while a first purchase of a product invalidates all of the
+    customer's products."""
+    ann, ben = await factory.customer(), await factory.customer()
+    x, y, z = [await factory.product() for _ in range(3)]
+    first = await pipeline.place_order(ann.id, x.id, 1)
+    second = await pipeline.place_order(ann.id, y.id, 1)
+    assert (first.invalidated, second.invalidated) == ((x.id,), tuple(sorted((x.id, y.id))))
+    await pipeline.place_order(ben.id, x.id, 1)
+    recs = Recommendations(stores.graph, stores.cache, limit=5)
+    cached = {p.id: await recs.get(p.id) for p in (x, y)}
+
+    again = await pipeline.place_order(ann.id, x.id, 2)
+    assert again.invalidated == ()
+    for product in (x, y):
+        assert await recs.get(product.id) == cached[product.id]  # served from the cache
+        fresh = Recommendations(stores.graph, stores.cache, limit=5)
+        await stores.cache.delete(value_key(product.id))
+        assert await fresh.get(product.id) == cached[product.id]  # and what the graph says now
+    assert recs.misses == 2 and recs.hits == 2
+
+    # A cancelled order does not count as a purchase (the graph leaves it out too).
+    await stores.sqlite.execute(
+        "UPDATE orders SET status = 'cancelled' WHERE customer_id = ? AND product_id = ?",
+        (ben.id, x.id),
+    )
+    after_cancel = await pipeline.place_order(ben.id, x.id, 1)
+    assert after_cancel.invalidated == (x.id,)
+    new_product = await pipeline.place_order(ann.id, z.id, 1)
+    assert new_product.invalidated == tuple(sorted((x.id, y.id, z.id)))
+
+
 async def test_a_stale_answer_written_after_invalidation_is_never_served(
     stores: Stores, pipeline: OrderPipeline, factory: Factory
 ) -> None:

@@ -109,6 +109,15 @@ BOUGHT_SQL = """
 SELECT DISTINCT product_id FROM orders WHERE customer_id = ? AND status <> 'cancelled'
 """
 
+# Whether this customer bought this product before: then the graph already holds the pair, and no
+# recommendation changes (they count distinct co-buyers), so nothing is invalidated.
+REPEAT_PURCHASE_SQL = """
+SELECT EXISTS (
+    SELECT 1 FROM orders
+    WHERE customer_id = ? AND product_id = ? AND status <> 'cancelled' AND id <> ?
+)
+"""
+
 # Nodes MERGE on their keys: a customer or product may not be in the graph yet (SQLite is the
 # system of record). The edge is a CREATE: the coordinator applies a transaction's graph ops
 # exactly once (together with its AppliedTx marker, in one Kuzu transaction), and a relationship
@@ -135,7 +144,8 @@ class OrderResult:
     analytics: dict[str, Any]  # customer_id, period, total_orders, total_spent, updated_at
     txid: str
     cache_key: str
-    invalidated: tuple[int, ...]  # products whose recommendations were invalidated
+    # Products whose recommendations were invalidated: none for a repeat purchase.
+    invalidated: tuple[int, ...]
     pending: tuple[str, ...]  # stores not yet applied when place_order returned (normally none)
     commit_ts: float  # epoch seconds at the end of the transaction body (the events' ts)
     # ms: "sql" = writer-lane wait + the SQLite part; "commit_apply" = Kuzu staging, SQLite commit,
@@ -173,8 +183,9 @@ def _sqlite_part(
         "updated_at": updated_at,
     }
     nodes = conn.execute(SELECT_NODES_SQL, (customer_id, product_id)).fetchone()
-    bought = [r[0] for r in conn.execute(BOUGHT_SQL, (customer_id,))]
-    return order, analytics, tuple(nodes), bought
+    (repeat,) = conn.execute(REPEAT_PURCHASE_SQL, (customer_id, product_id, order["id"])).fetchone()
+    invalidated = [] if repeat else [r[0] for r in conn.execute(BOUGHT_SQL, (customer_id,))]
+    return order, analytics, tuple(nodes), invalidated
 
 
 class OrderPipeline:
@@ -200,7 +211,7 @@ class OrderPipeline:
         """
         started = time.perf_counter()
         async with self.coordinator.transaction() as tx:
-            order, analytics, nodes, bought = await tx.sql_fn(
+            order, analytics, nodes, affected = await tx.sql_fn(
                 lambda c: _sqlite_part(c, customer_id, product_id, quantity, at)
             )
             customer_name, tier, product_name, category, product_price = nodes
@@ -237,7 +248,7 @@ class OrderPipeline:
                 "version",
                 version,
             )
-            invalidated = tuple(sorted(set(bought) | {product_id}))
+            invalidated = tuple(sorted(affected))
             for command in invalidation_commands(invalidated):
                 tx.cache(*command)
             sql_done = time.perf_counter()

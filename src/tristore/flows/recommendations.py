@@ -14,7 +14,12 @@ bumped after the graph change was committed, so its query saw the change. Plain 
 has a window where a slow reader writes a stale answer back after the DEL.
 
 Which products a purchase of P by customer C affects: P itself (C is a new co-buyer of everything
-C bought) and every product C bought before (P becomes one of their co-purchases).
+C bought) and every product C bought before (P becomes one of their co-purchases). Unless C had
+bought P before: the graph then holds the pair already, and since recommendations count distinct
+co-buyers, none of them changes, so a repeat purchase invalidates nothing. The purchase that
+brought the pair invalidated them, after its own graph change; if that purchase's graph change
+is dead-lettered by the coordinator, its invalidation waits for its retry too, and answers that
+miss the pair can be served until then, for at most ``ttl_s``.
 
 Keys use a Redis-cluster hash tag (``{product_id}``) so the value and its generation live in one
 slot and can be read with one MGET in cluster mode too.
