@@ -22,21 +22,13 @@ import sys
 from pathlib import Path
 
 import pytest
+from _git import git as _git
 
 ROOT = Path(__file__).resolve().parents[3]
 GATE = [sys.executable, "-m", "tristore_bench.gate"]
 # Enough to exercise the verdict path, not to settle a verdict.
 FAST = ["--rounds", "3", "--min-rounds", "3", "--scale", "0.4"]
 VERDICTS = {"regression", "improvement", "unchanged", "inconclusive"}
-
-
-def _git(repo: Path, *args: str) -> None:
-    subprocess.run(
-        ["git", "-c", "user.name=gate", "-c", "user.email=gate@example.invalid", *args],
-        cwd=repo,
-        check=True,
-        capture_output=True,
-    )
 
 
 @pytest.fixture(scope="module")

@@ -7,14 +7,13 @@ from __future__ import annotations
 
 import itertools
 import json
-import os
 import re
-import subprocess
 from pathlib import Path
 from typing import Any
 
 import pytest
 from _asv_results import COLUMNS
+from _git import git as _git
 from click.testing import CliRunner
 
 from tristore_bench import regressions as reg
@@ -23,21 +22,6 @@ from tristore_bench.counts import COUNT_BENCHMARKS, WorkloadNoise
 
 # --------------------------------------------------------------------------------------------
 # regressions
-
-
-def _git(repo: Path, *args: str) -> str:
-    env = {
-        **os.environ,
-        "GIT_AUTHOR_NAME": "t",
-        "GIT_AUTHOR_EMAIL": "t@example.invalid",
-        "GIT_COMMITTER_NAME": "t",
-        "GIT_COMMITTER_EMAIL": "t@example.invalid",
-        "GIT_CONFIG_GLOBAL": os.devnull,
-    }
-    done = subprocess.run(
-        ["git", *args], cwd=repo, env=env, capture_output=True, text=True, timeout=30, check=True
-    )
-    return done.stdout.strip()
 
 
 @pytest.fixture

@@ -11,15 +11,14 @@ from __future__ import annotations
 import datetime
 import json
 import math
-import os
 import stat
-import subprocess
 import sys
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
 import pytest
+from _git import git as _git
 from asv.plugins.git import Git
 from asv.results import Results
 from asv.runner import BenchmarkResult
@@ -140,21 +139,6 @@ def test_assign_round_robin_and_refuses_no_shards() -> None:
     assert shards.assign(["a", "b", "c", "d", "e"], 2) == [["a", "c", "e"], ["b", "d"]]
     with pytest.raises(HarnessError, match="at least 1"):
         shards.assign(["a"], 0)
-
-
-def _git(repo: Path, *args: str) -> str:
-    env = {
-        **os.environ,
-        "GIT_AUTHOR_NAME": "t",
-        "GIT_AUTHOR_EMAIL": "t@example.invalid",
-        "GIT_COMMITTER_NAME": "t",
-        "GIT_COMMITTER_EMAIL": "t@example.invalid",
-        "GIT_CONFIG_GLOBAL": os.devnull,
-    }
-    done = subprocess.run(
-        ["git", *args], cwd=repo, env=env, capture_output=True, text=True, timeout=30, check=True
-    )
-    return done.stdout.strip()
 
 
 @pytest.fixture

@@ -7,7 +7,6 @@ test_site.py, on a site published from real asv runs.
 from __future__ import annotations
 
 import json
-import os
 import re
 import shutil
 import subprocess
@@ -17,6 +16,7 @@ from typing import Any
 
 import pytest
 from _asv_results import COLUMNS as ASV_COLUMNS
+from _git import git as _git
 from click.testing import CliRunner
 
 from tristore_bench import asv_publish, site, site_trust, thresholds
@@ -153,23 +153,6 @@ WALL_TRACK = "toy.Wall.track_lag_ms"
 RATIO = "toy.Gated.track_overhead_ratio"
 # Eight commits, the level x3 from the fifth on: a lasting step of +200%.
 LEVELS = (1.0, 1.0, 1.0, 1.0, 3.0, 3.0, 3.0, 3.0)
-
-
-def _git(repo: Path, *args: str, date: str | None = None) -> str:
-    env = {
-        **os.environ,
-        "GIT_AUTHOR_NAME": "t",
-        "GIT_AUTHOR_EMAIL": "t@example.invalid",
-        "GIT_COMMITTER_NAME": "t",
-        "GIT_COMMITTER_EMAIL": "t@example.invalid",
-        "GIT_CONFIG_GLOBAL": os.devnull,
-    }
-    if date is not None:
-        env.update(GIT_AUTHOR_DATE=date, GIT_COMMITTER_DATE=date)
-    done = subprocess.run(
-        ["git", *args], cwd=repo, env=env, capture_output=True, text=True, timeout=30, check=True
-    )
-    return done.stdout.strip()
 
 
 def _row(value: float, timed: bool) -> list[Any]:
