@@ -18,3 +18,19 @@ COLUMNS = [
     "samples",
     "profile",
 ]
+
+#: What `tristore-bench machine --counts` records of this VM: machine.json's facts of the count
+#: machine, which asv also copies into every result's params.
+COUNT_MACHINE: dict[str, str] = {
+    "arch": "x86_64",
+    "cpu": "AMD EPYC",
+    "cpu_governor": "unavailable",
+    "machine": "tristore-callgrind",
+    "num_cpu": "2",
+    "os": "Linux glibc 2.36",
+    "python_version": "3.11.7",
+    "ram": "any",
+    "redis_server": "7.0.15",
+    "sqlite": "3.40.1",
+    "valgrind": "3.19.0",
+}

@@ -11,6 +11,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from _asv_results import COUNT_MACHINE
 from asv import graph as asv_graph
 from asv import step_detect
 from asv.step_detect import detect_regressions
@@ -28,18 +29,8 @@ WALL = "sqlite_wal.SQLiteCommit.time_single_row_commit_x100"
 
 # One count machine's result parameters (fingerprint + the env's pinned requirements).
 PARAMS: dict[str, Any] = {
-    "arch": "x86_64",
-    "cpu": "AMD EPYC",
-    "cpu_governor": "unavailable",
+    **COUNT_MACHINE,
     "host": "7b432d8b1b42",
-    "machine": "tristore-callgrind",
-    "num_cpu": "2",
-    "os": "Linux glibc 2.36",
-    "python_version": "3.11.7",
-    "ram": "any",
-    "redis_server": "7.0.15",
-    "sqlite": "3.40.1",
-    "valgrind": "3.19.0",
     "python": "3.11",
     "aiosqlite": "0.22.1",
     "kuzu": "0.11.3",

@@ -18,6 +18,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from _asv_results import COUNT_MACHINE
 from _git import git as _git
 from asv.plugins.git import Git
 from asv.results import Results
@@ -30,25 +31,13 @@ from tristore_bench.asv import HarnessError, asv_paths
 from tristore_bench.cli import main as cli
 
 ROOT = Path(__file__).resolve().parents[3]
-MACHINE = "tristore-callgrind"
+MACHINE = COUNT_MACHINE["machine"]
 VERSION = "7d8d624120f93da9"
 ENV = "virtualenv-py3.11-kuzu0.11.3"
 POOL = "instructions.PoolCheckout.track_instructions"
 SQLITE = "instructions.SQLiteWrite.track_instructions"
 GRAPH = "instructions.GraphPointRead.track_instructions"
-MACHINE_INFO: dict[str, Any] = {
-    "arch": "x86_64",
-    "cpu": "AMD EPYC",
-    "cpu_governor": "unavailable",
-    "machine": MACHINE,
-    "num_cpu": "2",
-    "os": "Linux glibc 2.36",
-    "python_version": "3.11.7",
-    "ram": "any",
-    "redis_server": "7.0.15",
-    "sqlite": "3.40.1",
-    "valgrind": "3.19.0",
-}
+MACHINE_INFO: dict[str, Any] = dict(COUNT_MACHINE)
 SUITE = {
     name: {
         "code": "def track_instructions(self) -> float: ...",
