@@ -26,6 +26,7 @@ from typing import Any
 from tristore_bench import attribution, counts
 from tristore_bench.asv import HarnessError, git
 from tristore_bench.regressions import Regression, load_regressions
+from tristore_bench.site_page import add_script
 
 PAGES_DIR = "attribution"
 LINKS_SCRIPT = "links.js"
@@ -214,16 +215,9 @@ LINKS_JS = """'use strict';
 })();
 """
 
-_SCRIPT_TAG = f'<script src="{PAGES_DIR}/{LINKS_SCRIPT}"></script>'
-
 
 def link_from_index(html_dir: Path) -> bool:
     """Load the links script in ``index.html`` (once); True if the page changed."""
-    page = html_dir / "index.html"
-    text = page.read_text(encoding="utf-8")
-    if _SCRIPT_TAG in text:
-        return False
-    if "</body>" not in text:
-        raise HarnessError(f"{page} has no </body>: cannot add the attribution links")
-    page.write_text(text.replace("</body>", f"{_SCRIPT_TAG}\n</body>", 1), encoding="utf-8")
-    return True
+    return add_script(
+        html_dir / "index.html", f"{PAGES_DIR}/{LINKS_SCRIPT}", "the attribution links"
+    )

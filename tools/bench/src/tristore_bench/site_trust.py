@@ -45,7 +45,7 @@ from collections.abc import Iterable
 from pathlib import Path
 from typing import Any
 
-from tristore_bench.asv import HarnessError
+from tristore_bench.site_page import add_script
 from tristore_bench.thresholds import Derivation, Kind, Noise, kind
 
 __all__ = ["DATA_FILE", "SCRIPT_FILE", "TRUST_JS", "data", "link_from_index", "write_data"]
@@ -93,20 +93,10 @@ def write_data(html_dir: Path, derived: Derivation, benchmarks: Iterable[str]) -
     return path
 
 
-_SCRIPT_TAG = f'<script src="{SCRIPT_FILE}"></script>'
-
-
 def link_from_index(html_dir: Path) -> bool:
     """Write ``trust.js`` and load it in ``index.html`` (once); True if the page changed."""
     (html_dir / SCRIPT_FILE).write_text(TRUST_JS, encoding="utf-8")
-    page = html_dir / "index.html"
-    text = page.read_text(encoding="utf-8")
-    if _SCRIPT_TAG in text:
-        return False
-    if "</body>" not in text:
-        raise HarnessError(f"{page} has no </body>: cannot add the trust annotations")
-    page.write_text(text.replace("</body>", f"{_SCRIPT_TAG}\n</body>", 1), encoding="utf-8")
-    return True
+    return add_script(html_dir / "index.html", SCRIPT_FILE, "the trust annotations")
 
 
 TRUST_JS = """'use strict';
