@@ -61,6 +61,7 @@ def write_shard(
     machine: dict[str, Any] | None = None,
     suite: dict[str, Any] | None = None,
     started: datetime.datetime = START,
+    versions: dict[str, str] | None = None,
 ) -> Path:
     """An asv results dir as ``asv run`` leaves it: benchmarks.json, machine.json, one result
     file per commit (``{commit: {benchmark: count}}``), each written by asv's own code."""
@@ -79,7 +80,7 @@ def write_shard(
         )
         for i, (name, value) in enumerate(values.items()):
             result.add_result(
-                {"name": name, "version": VERSION, "params": []},
+                {"name": name, "version": (versions or {}).get(name, VERSION), "params": []},
                 BenchmarkResult([value], [None], [None], 0, "", None),
                 started_at=started + datetime.timedelta(seconds=10 * i),
                 duration=8.25 + i,
@@ -183,6 +184,9 @@ def test_plan_leaves_out_what_the_record_holds_then_deals(project: Path) -> None
     assert all(p.already == 1 and p.total == 5 for p in plans)
     # Another machine's results do not count as measured.
     assert shards.plan_shard(paths, "ALL", 1, 1, "tristore-2core").total == 6
+    # --remeasure: every commit of the range, the measured one too (a benchmark's version changed).
+    again = shards.plan_shard(paths, "ALL", 1, 1, MACHINE, remeasure=True)
+    assert again.commits == main and again.already == 1
     with pytest.raises(HarnessError, match="between 1 and 2"):
         shards.plan_shard(paths, "ALL", 2, 3, MACHINE)
 
@@ -228,6 +232,11 @@ def test_history_runs_asv_on_its_shard_into_its_own_results(
     done = CliRunner().invoke(cli, [*args, "--dry-run"])
     assert done.exit_code == 0 and not record.exists()
     assert "shard 2/2 gets 3" in done.output
+    # --remeasure: asv must not skip a commit that has a result file (of an older version).
+    done = CliRunner().invoke(cli, [*args, "--remeasure"])
+    assert done.exit_code == 0, done.output
+    call = json.loads(record.read_text())
+    assert "--skip-existing-commits" not in call["argv"] and call["hashes"] == main[1::2]
 
 
 # --------------------------------------------------------------------------------------------
@@ -391,6 +400,30 @@ def test_a_record_with_other_metadata_needs_replace_metadata(tmp_path: Path) -> 
         a / MACHINE / "machine.json"
     ).read_bytes()
     assert result_file(record, C1).is_file()
+
+
+def test_a_remeasured_commit_replaces_only_the_values_of_an_older_version(tmp_path: Path) -> None:
+    """After a benchmark's version changed, shards measure commits the record holds again
+    (history --remeasure); their values replace the older version's, as asv run replaces them,
+    and every other value of the file stays."""
+    record = write_shard(tmp_path / "record", {C1: {POOL: 11858.5835, SQLITE: 206506.41}})
+    newer = {**SUITE, POOL: {**SUITE[POOL], "version": "new"}}
+    shard = write_shard(tmp_path / "s", {C1: {POOL: 11869.58}}, suite=newer, versions={POOL: "new"})
+    before = tree(record)
+    with pytest.raises(shards.SuiteMismatch, match="--replace-metadata"):
+        shards.merge_results([shard], record)
+    assert tree(record) == before
+    report = shards.merge_results([shard], record, replace_metadata=True)
+    assert report.replaced == [(result_file(record, C1), POOL)]
+    data = json.loads(result_file(record, C1).read_text())
+    at = data["result_columns"].index("version")
+    assert {n: (row[0], row[at]) for n, row in data["results"].items()} == {
+        POOL: ([11869.58], "new"),
+        SQLITE: ([206506.41], VERSION),
+    }
+    # Merged again: nothing left to replace, nothing changes.
+    again = shards.merge_results([shard], record, replace_metadata=True)
+    assert not again.replaced and again.unchanged == [result_file(record, C1)]
 
 
 def test_stray_files_and_self_merges_are_refused(tmp_path: Path) -> None:

@@ -185,13 +185,21 @@ class ShardPlan:
 
 
 def plan_shard(
-    paths: AsvPaths, range_spec: str, shards: int, shard: int, machine: str
+    paths: AsvPaths,
+    range_spec: str,
+    shards: int,
+    shard: int,
+    machine: str,
+    *,
+    remeasure: bool = False,
 ) -> ShardPlan:
+    """Shard ``shard`` of the range's commits, leaving out those the record holds for ``machine``
+    unless ``remeasure`` (a benchmark whose version changed is measured again on all of them)."""
     if not 1 <= shard <= shards:
         raise HarnessError(f"--shard must be between 1 and {shards}, not {shard}")
     commits = range_commits(paths, range_spec)
     done = measured(paths.results_dir, machine, commits)
-    todo = [c for c in commits if c not in done]
+    todo = commits if remeasure else [c for c in commits if c not in done]
     return ShardPlan(
         range_spec, shards, shard, assign(todo, shards)[shard - 1], len(todo), len(done)
     )
@@ -219,8 +227,14 @@ def history(
     bench: Sequence[str],
     results_dir: Path,
     env_dir: Path | None = None,
+    *,
+    remeasure: bool = False,
 ) -> int:
-    """Run asv over the shard's commits into ``results_dir``; asv's exit code."""
+    """Run asv over the shard's commits into ``results_dir``; asv's exit code.
+
+    ``remeasure``: without ``--skip-existing-commits``, which skips a commit that has a result file
+    at all, also one holding only another version of the benchmarks.
+    """
     results_dir.mkdir(parents=True, exist_ok=True)
     with tempfile.TemporaryDirectory(prefix="tristore-shard-") as tmp:
         hashfile = Path(tmp) / "commits.txt"
@@ -229,7 +243,8 @@ def history(
         argv = [*asv_command(), "run", "--config", str(config), "--machine", machine]
         for pattern in bench:
             argv += ["--bench", pattern]
-        argv += ["--show-stderr", "--skip-existing-commits", f"HASHFILE:{hashfile}"]
+        argv += ["--show-stderr", *([] if remeasure else ["--skip-existing-commits"])]
+        argv.append(f"HASHFILE:{hashfile}")
         try:
             return subprocess.run(argv, cwd=paths.root, check=False).returncode
         except OSError as exc:
@@ -254,6 +269,12 @@ def history(
     default=None,
     help="asv env dir (default: the config's); give shards run side by side one each.",
 )
+@click.option(
+    "--remeasure",
+    is_flag=True,
+    help="Also the commits the record already holds: after a benchmark's version changed "
+    "(merge-results --replace-metadata then replaces their older values).",
+)
 @click.option("--dry-run", is_flag=True, help="Print the shard's commits; run nothing.")
 @asv_config_option("asv config of the suite and of the record (results_dir) to complete.")
 def history_command(
@@ -264,17 +285,19 @@ def history_command(
     bench: Sequence[str],
     results_dir: Path | None,
     env_dir: Path | None,
+    remeasure: bool,
     dry_run: bool,
     config: Path,
 ) -> None:
     """Measure shard K of N of RANGE's commits (asv's range forms) into a results dir of its own.
 
-    Commits that the config's results_dir already holds for MACHINE are left out before the
-    commits are dealt round-robin, so every shard of one checkout gets the same plan.
+    Commits that the config's results_dir already holds for MACHINE are left out (unless
+    --remeasure) before the commits are dealt round-robin, so every shard of one checkout gets
+    the same plan.
     """
     try:
         paths = asv_paths(config)
-        plan = plan_shard(paths, range_spec, shards, shard, machine)
+        plan = plan_shard(paths, range_spec, shards, shard, machine, remeasure=remeasure)
         target = results_dir or paths.root / ".asv" / "shards" / f"{shard}-of-{shards}"
         click.echo(
             f"{range_spec}: {plan.total + plan.already} commits, {plan.already} already in "
@@ -286,7 +309,7 @@ def history_command(
             if not plan.commits:
                 target.mkdir(parents=True, exist_ok=True)
             return
-        code = history(paths, plan, machine, bench, target, env_dir)
+        code = history(paths, plan, machine, bench, target, env_dir, remeasure=remeasure)
     except HarnessError as exc:
         click.echo(f"Error: {exc}", err=True)
         sys.exit(2)
@@ -396,6 +419,23 @@ def _merge_result(
     return added
 
 
+def _drop_superseded(target: dict[str, Any], shards: Sequence[dict[str, Any]]) -> list[str]:
+    """Remove from ``target`` (the record's file) the benchmarks a shard measured under another
+    version: asv run replaces a result of an older version of the benchmark, and so does the
+    merge. Returns their names. A value of one version is never replaced (that is a conflict)."""
+    columns: list[str] = list(target.get("result_columns") or [])
+    if "version" not in columns:
+        return []
+    at = columns.index("version")
+    dropped = []
+    for benchmark, row in list(target.get("results", {}).items()):
+        theirs = [s["results"][benchmark] for s in shards if benchmark in s.get("results", {})]
+        if any(len(r) > at and len(row) > at and r[at] != row[at] for r in theirs):
+            del target["results"][benchmark]
+            dropped.append(benchmark)
+    return dropped
+
+
 @dataclass
 class MergeReport:
     into: Path
@@ -403,6 +443,8 @@ class MergeReport:
     merged: list[Path] = field(default_factory=list)  # files whose benchmarks came from several
     unchanged: list[Path] = field(default_factory=list)  # already in the target, nothing new
     written: list[Path] = field(default_factory=list)  # machine.json / benchmarks.json written
+    # (file, benchmark): values of an older benchmark version in the target, replaced
+    replaced: list[tuple[Path, str]] = field(default_factory=list)
 
 
 def _check_layout(directory: Path) -> list[Path]:
@@ -477,10 +519,13 @@ def merge_results(
                 writes[target] = paths[0].read_bytes()
                 report.copied.append(target)
                 continue
-            base = _read_json(holders[0])
-            added = False
-            for other in holders[1:]:
-                added = _merge_result(name, base, holders[0], _read_json(other), other) or added
+            datas = [_read_json(h) for h in holders]
+            base = datas[0]
+            replaced = _drop_superseded(base, datas[1:]) if target.is_file() else []
+            report.replaced += [(target, benchmark) for benchmark in replaced]
+            added = bool(replaced)
+            for other, data in zip(holders[1:], datas[1:], strict=True):
+                added = _merge_result(name, base, holders[0], data, other) or added
             if not added and target.is_file():
                 report.unchanged.append(target)
                 continue
@@ -539,6 +584,8 @@ def merge_command(
         click.echo(f"wrote     {path}")
     for path in report.merged:
         click.echo(f"merged    {path}")
+    for path, benchmark in report.replaced:
+        click.echo(f"replaced  {path}: {benchmark} (an older version of the benchmark)")
     click.echo(
         f"{len(report.copied)} result files copied, {len(report.merged)} merged, "
         f"{len(report.unchanged)} already present into {report.into}"
