@@ -14,7 +14,7 @@ from typing import Any
 
 import pytest
 
-from tristore.coordinator import Coordinator
+from tristore.coordinator import Coordinator, graph_merge
 from tristore.errors import QueryError
 from tristore.flows import (
     FlowValidationError,
@@ -27,6 +27,7 @@ from tristore.flows import (
     database_stress_test,
     read_events,
 )
+from tristore.flows.pipeline import NODES_IN_GRAPH_CYPHER, PURCHASE_EDGE_CYPHER
 from tristore.flows.recommendations import generation_key, value_key
 from tristore.monitor import current_rss
 from tristore.schema import ORDER_SUMMARY_SQL, RECOMMENDATIONS_CYPHER, order_amounts_py
@@ -112,6 +113,65 @@ async def test_analytics_accumulate_per_month(
         await pipeline.validate(result)  # validates against what the stores hold now
     cached = await _hash(stores, analytics_key(customer.id, "2026-11"))
     assert (cached["total_orders"], float(cached["total_spent"])) == ("3", cents / 100)
+
+
+async def test_an_order_adds_its_nodes_to_the_graph_before_its_edge(
+    stores: Stores, pipeline: OrderPipeline, factory: Factory
+) -> None:
+    """The order's edge only MATCHes its nodes (so that a batch of orders is one UNWIND
+    statement): a customer and a product that SQLite holds and the graph does not get their
+    nodes first, from their SQLite rows, in a transaction of their own."""
+    ann, x = await factory.customer(), await factory.product()
+    ids = {"customer_id": ann.id, "product_id": x.id}
+    assert await stores.graph.query_rows(NODES_IN_GRAPH_CYPHER, ids) == [[0, 0]]
+    first = await pipeline.place_order(ann.id, x.id, 2)
+    await pipeline.validate(first)
+    assert await stores.graph.query_rows(
+        "MATCH (c:Customer {id: $customer_id})-[r:PURCHASED]->(p:Product {id: $product_id}) "
+        "RETURN c.name, c.tier, p.name, p.price, r.order_id",
+        ids,
+    ) == [[ann.name, ann.tier, x.name, x.price, first.order["id"]]]
+    committed = coordinator_committed(pipeline)
+    second = await pipeline.place_order(ann.id, x.id, 1)  # the nodes are known: one transaction
+    await pipeline.validate(second)
+    assert coordinator_committed(pipeline) == committed + 1
+
+
+def coordinator_committed(pipeline: OrderPipeline) -> int:
+    return int(pipeline.coordinator.stats()["committed"])
+
+
+def test_the_order_edge_is_folded_into_one_statement_per_batch() -> None:
+    # What makes a batch of orders one Kuzu statement: no MERGE, SET or WHERE in the edge.
+    assert graph_merge.mergeable(PURCHASE_EDGE_CYPHER)
+
+
+async def test_nodes_the_graph_does_not_take_place_no_order(
+    stores: Stores, coordinator: Coordinator, pipeline: OrderPipeline, factory: Factory
+) -> None:
+    ann, x = await factory.customer(), await factory.product()
+    # A deterministic error (the engine rejects the ops): dead-lettered, not kept for a replay.
+    refused = RuntimeError("Runtime exception: injected, the graph refuses the nodes")
+    coordinator.faults.arm("graph.commit", refused, times=5)
+    with pytest.raises(QueryError, match="the graph did not take customer"):
+        await pipeline.place_order(ann.id, x.id, 1)
+    assert (await stores.sqlite.fetchone("SELECT count(*) FROM orders"))[0] == 0
+    coordinator.faults.disarm()
+    await coordinator.retry()  # the dead letter, after the fix
+    result = await pipeline.place_order(ann.id, x.id, 1)
+    await pipeline.validate(result)
+
+
+async def test_nodes_kept_for_a_replay_are_waited_for(
+    stores: Stores, coordinator: Coordinator, pipeline: OrderPipeline, factory: Factory
+) -> None:
+    # A failed Kuzu commit of the nodes' transaction keeps it for a replay: the order waits for
+    # the replay, so its edge finds the nodes.
+    ann, x = await factory.customer(), await factory.product()
+    coordinator.faults.arm("graph.commit", RuntimeError("injected: kuzu write failed"))
+    result = await pipeline.place_order(ann.id, x.id, 1)
+    assert result.pending == ()
+    await pipeline.validate(result)
 
 
 async def test_a_rejected_order_leaves_no_trace(
