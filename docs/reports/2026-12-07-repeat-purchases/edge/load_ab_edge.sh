@@ -1,0 +1,21 @@
+#!/usr/bin/env bash
+# Alternating builds of tristore load cross_database_coordination, one at a time, each with its
+# progress lines (one per second) kept for the per-10 s windows.
+# base = c334bb6 (the reference), prev = a7c7eb2 (the order MERGEs its nodes, one statement per order),
+# head = the working tree; each a `git archive` of src/ put first on PYTHONPATH (head: /work/main/src).
+set -u
+out=${OUT:-/tmp/l26/ab2}
+dur=${DUR:-60}
+rounds=${ROUNDS:-2}
+builds=${BUILDS:-base prev head}
+mkdir -p "$out"
+cd /tmp
+for r in $(seq 1 "$rounds"); do
+  for build in $builds; do
+    case $build in base) pp=/tmp/base/src ;; prev) pp=/tmp/prev2/src ;; head) pp=/work/main/src ;; esac
+    PYTHONPATH=$pp /work/main/.venv/bin/tristore load cross_database_coordination \
+      --duration "$dur" --json "$out/load-$build-$r.json" > "$out/load-$build-$r.txt" \
+      2> "$out/load-$build-$r.progress"
+    echo "$build $r rc=$? $(date -u +%T) load $(cut -d' ' -f1-3 /proc/loadavg)"
+  done
+done
