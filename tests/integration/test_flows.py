@@ -132,9 +132,11 @@ async def test_an_order_adds_its_nodes_to_the_graph_before_its_edge(
         ids,
     ) == [[ann.name, ann.tier, x.name, x.price, first.order["id"]]]
     committed = coordinator_committed(pipeline)
-    second = await pipeline.place_order(ann.id, x.id, 1)  # the nodes are known: one transaction
-    await pipeline.validate(second)
+    reads = stores.graph.readers.stats()["requests_num"]
+    second = await pipeline.place_order(ann.id, x.id, 1)  # known nodes: one transaction, no read
+    assert stores.graph.readers.stats()["requests_num"] == reads
     assert coordinator_committed(pipeline) == committed + 1
+    await pipeline.validate(second)
 
 
 def coordinator_committed(pipeline: OrderPipeline) -> int:

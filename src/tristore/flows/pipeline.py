@@ -213,9 +213,11 @@ class OrderPipeline:
         self.stores = stores
         self.coordinator = coordinator
         self.reads = stores.graph  # validation reads
-        # (label, id) of the nodes this pipeline has seen in the graph: an order's edge needs
-        # both of its nodes there (see ensure_nodes).
+        # (label, id) of the nodes this pipeline knows are in the graph: an order's edge needs
+        # both of its nodes there (see ensure_nodes). Loaded whole on first use.
         self._in_graph: set[tuple[str, int]] = set()
+        self._loaded = False
+        self._loading = asyncio.Lock()
 
     async def ensure_nodes(self, customer_id: int, product_id: int) -> None:
         """Make sure the customer's and the product's nodes are in the graph.
@@ -229,9 +231,13 @@ class OrderPipeline:
         exist, or if the graph did not take the nodes (that transaction is then a dead letter,
         retryable like any other); no order is placed then.
 
-        The pipeline remembers the nodes it has seen: a node deleted from the graph behind a
-        running pipeline (a graph reloaded under it) is not looked for again.
+        The pipeline reads the ids of every customer and product node once, on first use, and
+        then remembers the nodes it adds: an order of known nodes costs a set lookup. A node
+        deleted from the graph behind a running pipeline (a graph reloaded under it) is not
+        looked for again.
         """
+        if not self._loaded:
+            await self._load_known_nodes()
         wanted = {("Customer", customer_id), ("Product", product_id)}
         if wanted <= self._in_graph:
             return
@@ -266,6 +272,15 @@ class OrderPipeline:
                     f"{'; '.join(tx.apply_errors) or 'not applied'})",
                 )
         self._in_graph |= wanted
+
+    async def _load_known_nodes(self) -> None:
+        async with self._loading:
+            if self._loaded:
+                return
+            for label in ("Customer", "Product"):
+                rows = await self.reads.query_rows(f"MATCH (n:{label}) RETURN n.id")
+                self._in_graph.update((label, int(node_id)) for (node_id,) in rows)
+            self._loaded = True
 
     async def place_order(
         self,
