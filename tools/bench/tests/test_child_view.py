@@ -1,5 +1,9 @@
-"""The counted child's view: every path it holds lies under the scratch root, whatever the
-location of the environment; and so a count does not move with that location."""
+"""The counted child's view: every path it holds lies under the scratch root, and the view is the
+same whatever the location of the environment.
+
+What that does to a count is measured, not tested here: a count of a threaded workload moves
+between runs by more than a path used to move it (docs/reports/2026-12-07-shards-view.md).
+"""
 
 from __future__ import annotations
 
@@ -108,22 +112,3 @@ def test_scratch_roots_are_numbered_and_reused(
     assert (first.name, second.name) == ("tsb-00000000", "tsb-00000001")
     first.rmdir()
     assert instructions.scratch_root().name == "tsb-00000000"
-
-
-@pytest.mark.skipif(instructions.available() is not None, reason=str(instructions.available()))
-def test_a_count_does_not_move_with_the_environments_location(tmp_path: Path) -> None:
-    # A SQLite write's count used to read higher from an environment at a longer path, by more
-    # than this tolerance (docs/benchmarks.md has the figures); its own repeats agree to a few
-    # instructions per write, well inside it.
-    code = (
-        f"import sys; sys.path.insert(0, {str(SRC)!r})\n"
-        "from tristore_bench import instructions\n"
-        "print(instructions.measure('sqlite_write', 100).per_op)\n"
-    )
-    counts = []
-    for python in (sys.executable, _elsewhere(tmp_path)):
-        done = subprocess.run([python, "-c", code], capture_output=True, text=True, check=False)
-        assert done.returncode == 0, done.stderr[-3000:]
-        counts.append(float(done.stdout.split()[-1]))
-    here, there = counts
-    assert abs(there - here) / here < 0.0001, counts
