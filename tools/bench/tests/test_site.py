@@ -14,6 +14,7 @@ exceptions, console errors, failed loads and every request the page makes.
 from __future__ import annotations
 
 import base64
+import concurrent.futures
 import fcntl
 import json
 import os
@@ -758,6 +759,34 @@ def test_missing_npm_is_a_clear_error(tmp_path: Path, monkeypatch: pytest.Monkey
     monkeypatch.setenv("PATH", str(tmp_path / "empty-bin"))
     with pytest.raises(HarnessError, match="npm not found on PATH"):
         site.ensure_node_modules(tmp_path)
+
+
+def test_concurrent_installs_run_npm_once(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    # npm ci deletes node_modules first: two at once (two test workers publishing a site) failed
+    # with ENOTEMPTY. A stand-in npm installs the locked versions slowly and logs each run.
+    for name in ("package.json", "package-lock.json"):
+        shutil.copy(NPM_ROOT / name, tmp_path / name)
+    locked = site._locked_versions(tmp_path)
+    bin_dir = tmp_path / "bin"
+    bin_dir.mkdir()
+    npm = bin_dir / "npm"
+    npm.write_text(
+        f"#!{sys.executable}\n"
+        "import json, pathlib, time\n"
+        "root = pathlib.Path.cwd()\n"
+        "(root / 'runs.log').open('a').write('ci\\n')\n"
+        "time.sleep(0.5)\n"
+        f"for pkg, ver in {locked!r}.items():\n"
+        "    d = root / 'node_modules' / pkg\n"
+        "    d.mkdir(parents=True, exist_ok=True)\n"
+        "    (d / 'package.json').write_text(json.dumps({'version': ver}))\n"
+    )
+    npm.chmod(0o755)
+    monkeypatch.setenv("PATH", f"{bin_dir}{os.pathsep}{os.environ['PATH']}")
+    with concurrent.futures.ThreadPoolExecutor(2) as pool:
+        ran = sorted(pool.map(lambda _: site.ensure_node_modules(tmp_path), range(2)))
+    assert ran == [False, True]
+    assert (tmp_path / "runs.log").read_text() == "ci\n"
 
 
 def test_unknown_cdn_reference_is_an_error(tmp_path: Path) -> None:

@@ -29,6 +29,8 @@ against the page's SRI ``integrity`` value at vendoring time; the rewritten tags
 from __future__ import annotations
 
 import base64
+import contextlib
+import fcntl
 import hashlib
 import json
 import os
@@ -36,6 +38,7 @@ import re
 import shutil
 import subprocess
 import sys
+from collections.abc import Iterator
 from dataclasses import dataclass, field
 from functools import partial
 from http.server import SimpleHTTPRequestHandler, ThreadingHTTPServer
@@ -217,6 +220,9 @@ def _locked_versions(npm_root: Path) -> dict[str, str]:
     return locked
 
 
+NPM_LOCK = ".npm-ci.lock"  # beside node_modules: one npm ci at a time (see ensure_node_modules)
+
+
 def _installed_version(node_modules: Path, package: str) -> str | None:
     try:
         meta = json.loads((node_modules / package / "package.json").read_text(encoding="utf-8"))
@@ -231,7 +237,26 @@ def ensure_node_modules(npm_root: Path) -> bool:
     When every locked package is already installed at its locked version, npm is not needed (so a
     machine that installed once re-publishes offline). Otherwise ``npm ci`` installs from the
     lockfile, with install scripts disabled: these packages need none, and none should run.
+
+    One process at a time (a lock file beside ``node_modules``): ``npm ci`` first deletes
+    ``node_modules``, so two at once (two site builds, two test workers) fail with ENOTEMPTY or
+    leave the other reading a half-installed tree. The second one then finds the first's.
     """
+    with _npm_lock(npm_root):
+        return _ensure_node_modules(npm_root)
+
+
+@contextlib.contextmanager
+def _npm_lock(npm_root: Path) -> Iterator[None]:
+    with open(npm_root / NPM_LOCK, "a+b") as handle:
+        fcntl.flock(handle, fcntl.LOCK_EX)
+        try:
+            yield
+        finally:
+            fcntl.flock(handle, fcntl.LOCK_UN)
+
+
+def _ensure_node_modules(npm_root: Path) -> bool:
     locked = _locked_versions(npm_root)
     node_modules = npm_root / "node_modules"
     if all(_installed_version(node_modules, pkg) == ver for pkg, ver in locked.items()):
