@@ -223,11 +223,11 @@ class OrderPipeline:
         """Make sure the customer's and the product's nodes are in the graph.
 
         An order's edge only MATCHes its nodes, so they must be in the graph before the order
-        commits: a node missing then would leave the edge out, silently. The first time this
-        pipeline meets a customer or a product it looks in the graph; a missing node is added by
-        a coordinated transaction of its own (``MERGE_NODES_CYPHER``, from the SQLite rows),
-        which is applied before this returns, and the coordinator applies graph ops in commit
-        order, so every later order's edge finds it. Raises ``QueryError`` if the rows do not
+        commits: a node missing then would leave the edge out, silently. A customer or product
+        this pipeline does not know is looked up in the graph; a missing node is added by a
+        coordinated transaction of its own (``MERGE_NODES_CYPHER``, from the SQLite rows), which
+        is applied before this returns, and the coordinator applies graph ops in commit order,
+        so every later order's edge finds it. Raises ``QueryError`` if the rows do not
         exist, or if the graph did not take the nodes (that transaction is then a dead letter,
         retryable like any other); no order is placed then.
 
