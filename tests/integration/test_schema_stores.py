@@ -111,7 +111,7 @@ def test_schema_applies_twice(db: sqlite3.Connection) -> None:
     assert ("view", "customer_metrics") in names
     assert {
         ("index", "orders_created"),
-        ("index", "orders_customer_created"),
+        ("index", "orders_customer_totals"),
         ("index", "orders_product"),
         ("index", "product_ratings_customer"),
         ("trigger", "product_ratings_after_insert"),
@@ -516,6 +516,22 @@ def test_refresh_analytics_after_cancellation(loaded: sqlite3.Connection, small:
     ).fetchall()
     assert after == before
     loaded.commit()
+
+
+def test_refresh_analytics_of_one_customer_reads_only_that_customer(
+    loaded: sqlite3.Connection,
+) -> None:
+    # The order flow refreshes a customer's month with every order: its cost must follow that
+    # customer's orders, read from one index, never a scan of the month's orders or of analytics.
+    plan = [
+        row[3]
+        for row in loaded.execute(
+            "EXPLAIN QUERY PLAN " + REFRESH_ANALYTICS_SQL, {"period": "2026-11", "customer_id": 1}
+        )
+    ]
+    assert not [step for step in plan if step.startswith("SCAN")], plan
+    orders = [step for step in plan if "orders" in step or " o " in step]
+    assert orders and all("orders_customer_totals (customer_id=?" in step for step in orders), plan
 
 
 def test_customer_metrics_view(loaded: sqlite3.Connection, small: Dataset) -> None:

@@ -220,8 +220,12 @@ _ONE_OR_ALL = (
 )
 
 # Upsert analytics for one month (and one customer, or all with :customer_id NULL). The scope is
-# every customer with any order in the month, or already a row for it, so a customer whose orders
-# were all cancelled since the last refresh drops to zero instead of keeping stale totals.
+# every customer (of the customers table) with any order in the month, or already a row for it, so a customer whose orders
+# were all cancelled since the last refresh drops to zero instead of keeping stale totals. The
+# scope is found with two EXISTS probes per customer (a scope read from orders would visit every
+# order of the month twice), and the sums read only the orders_customer_totals index, which holds
+# status and final_price: the order flow runs this for every order, so its cost grows with the
+# customer's month (docs/reports/2026-12-07-steady-rate.md).
 # ("WHERE true" is SQLite's documented fix for the INSERT ... SELECT ... ON CONFLICT ambiguity.)
 REFRESH_ANALYTICS_SQL = f"""
 INSERT INTO analytics (customer_id, period, total_orders, total_spent, updated_at)
@@ -232,11 +236,12 @@ SELECT
     coalesce(sum(CAST(o.final_price * 100 + 0.5 AS INTEGER)), 0) / 100.0,
     datetime('now')
 FROM (
-    SELECT customer_id FROM orders
-    WHERE {_IN_PERIOD} AND {_ONE_OR_ALL}
-    UNION
-    SELECT customer_id FROM analytics
-    WHERE period = :period AND {_ONE_OR_ALL}
+    SELECT c.id AS customer_id FROM customers AS c
+    WHERE c.id BETWEEN coalesce(:customer_id, -9223372036854775808)
+                   AND coalesce(:customer_id, 9223372036854775807)
+      AND (EXISTS (SELECT 1 FROM orders WHERE orders.customer_id = c.id AND {_IN_PERIOD})
+           OR EXISTS (SELECT 1 FROM analytics AS a
+                      WHERE a.customer_id = c.id AND a.period = :period))
 ) AS scope
 LEFT JOIN orders AS o
     ON o.customer_id = scope.customer_id
