@@ -175,6 +175,10 @@ class CoordinatorSettings:
     retry_backoff: float = 0.5  # wait after a store failed before applying again
     flush_delay: float = 0.05  # how long "applied" marks wait for a commit to carry them
     graph_batch_size: int = 64  # intents per Kuzu transaction of the graph applier
+    # How long a deferred commit waits for its graph apply before it returns with the graph
+    # pending (0: it never waits). Bounds a commit's latency when the engine stalls, as Kuzu does
+    # for each of its automatic checkpoints.
+    graph_wait: float = 0.1
 
     def __post_init__(self) -> None:
         _within("coordinator.lock_timeout", self.lock_timeout, MIN_TIMEOUT_S, MAX_TIMEOUT_S)
@@ -186,6 +190,7 @@ class CoordinatorSettings:
         # Down to 1 us: the instruction-count workloads flush on the next loop iteration.
         _within("coordinator.flush_delay", self.flush_delay, 1e-6, 60.0)
         _within("coordinator.graph_batch_size", self.graph_batch_size, 1, MAX_GRAPH_BATCH)
+        _within("coordinator.graph_wait", self.graph_wait, 0.0, MAX_TIMEOUT_S)
 
 
 def _within_or_off(key: str, value: float, high: float = MAX_TIMEOUT_S) -> None:

@@ -168,6 +168,9 @@ async def test_a_redis_turn_sends_every_queued_intent_in_one_round_trip(
         ("lock_timeout", 0),
         ("lock_timeout", float("nan")),
         ("max_replays", 0),
+        ("graph_wait", -0.001),
+        ("graph_wait", 3601.0),
+        ("graph_wait", float("nan")),
         ("ordering", "eventually"),
         ("graph_batch_wait", 0.01),  # gone: batches form while the previous one is applied
     ],
@@ -175,6 +178,38 @@ async def test_a_redis_turn_sends_every_queued_intent_in_one_round_trip(
 def test_options_are_bounded(stores: Stores, option: str, value: Any) -> None:
     with pytest.raises(ConfigError, match=option):
         Coordinator.for_stores(stores, **{option: value})
+
+
+@pytest.mark.parametrize("graph_wait", [0.0, 0.05])
+async def test_a_stalled_graph_apply_holds_a_commit_at_most_graph_wait(
+    stores: Stores, graph_wait: float
+) -> None:
+    # The applier held, as a Kuzu checkpoint holds it: the commit returns with the graph pending
+    # (after graph_wait; the old wait had no bound and returned only once the apply ended), and
+    # tx.applied() waits for the apply, which goes on once the applier is free.
+    coord = Coordinator.for_stores(stores, recovery_interval=None, graph_wait=graph_wait)
+    await coord.open()
+    applier = coord.graph_applier
+    try:
+        await applier.lock.acquire()
+        try:
+            # A hang guard, not a speed bound: without the bound the commit never returns here.
+            tx = await asyncio.wait_for(_customer(coord, 1), timeout=60)
+            assert tx.committed and tx.pending == ("graph",)
+            assert coord.stats()["graph_wait_expired"] == 1
+            cid = tx.intent.graph_ops[0][1]["id"]
+            assert await stores.cache.execute("EXISTS", f"customer:{cid}") == 1  # not held
+            rows = "MATCH (c:Customer {id: $id}) RETURN c.id"
+            assert await stores.graph.query_rows(rows, {"id": cid}) == []
+        finally:
+            applier.lock.release()
+        await tx.applied(timeout=60)
+        assert tx.pending == () and tx.apply_errors == []
+        assert await stores.graph.query_rows(rows, {"id": cid}) == [[cid]]
+        report = await validate_consistency(coord, entities=[_check(cid)])
+        assert report.ok, report.summary()
+    finally:
+        await coord.close()
 
 
 async def test_batch_size_one_applies_each_transaction_on_its_own(stores: Stores) -> None:

@@ -3,7 +3,8 @@
 # progress lines (one per second) kept for the per-10 s windows.
 # base = c334bb6 (the issue's reference), prev = $PREV (default ee9a0c2's src, before the
 # repeat-purchase change; the edge runs used PREV=/tmp/prev2/src, a7c7eb2's),
-# head = the working tree; each a `git archive` of src/ put first on PYTHONPATH (head: /work/main/src).
+# head = $HEAD_SRC (default the working tree, /work/main/src); each a `git archive` of src/ put
+# first on PYTHONPATH.
 set -u
 out=${OUT:-/tmp/l26/ab}
 dur=${DUR:-60}
@@ -13,7 +14,7 @@ mkdir -p "$out"
 cd /tmp
 for r in $(seq 1 "$rounds"); do
   for build in $builds; do
-    case $build in base) pp=/tmp/base/src ;; prev) pp=${PREV:-/tmp/prev/src} ;; head) pp=/work/main/src ;; esac
+    case $build in base) pp=/tmp/base/src ;; prev) pp=${PREV:-/tmp/prev/src} ;; head) pp=${HEAD_SRC:-/work/main/src} ;; esac
     PYTHONPATH=$pp /work/main/.venv/bin/tristore load cross_database_coordination \
       --duration "$dur" --json "$out/load-$build-$r.json" > "$out/load-$build-$r.txt" \
       2> "$out/load-$build-$r.progress"

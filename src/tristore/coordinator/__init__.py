@@ -52,7 +52,10 @@ subclasses); ``on_abort`` hooks run. **Committed but pending**: once SQLite has 
 failure while applying (Redis down, Kuzu unavailable) is not an error for the caller. The
 ``async with`` block returns once the first apply attempt is over, with ``tx.committed`` true
 and ``tx.pending`` naming the stores still to be applied; ``await tx.applied(timeout)`` waits
-for them. An exception would invite the caller to retry work that is already durable.
+for them. An exception would invite the caller to retry work that is already durable. A deferred
+commit waits for its graph apply at most ``graph_wait`` (0.1 s by default): an engine stall
+(Kuzu stops its writer for each automatic checkpoint, for about 0.1-0.3 s on the order flow's
+graph) then leaves the graph pending instead of holding every commit behind it.
 
 **What a reader sees, and when.**
 
@@ -61,7 +64,9 @@ for them. An exception would invite the caller to retry work that is already dur
   the transaction's rows all at once at the commit (WAL snapshots), never part of it.
 - *Kuzu*: a reader sees a transaction's graph ops all at once, never before its SQLite commit,
   in SQLite commit order. Deferred: with the batch that applies it, normally within one batch
-  (a few milliseconds), later while Kuzu is failing. Strict: right after the SQLite commit.
+  (a few milliseconds) and before the ``async with`` block returns; later while Kuzu stalls
+  past ``graph_wait`` or is failing (``tx.pending`` then names the graph). Strict: right after
+  the SQLite commit.
   Graph ops cannot read SQLite; they see the graph with every earlier committed transaction
   applied.
 - *Redis*: a transaction's cache ops all at once (one script), after its SQLite commit, in

@@ -72,6 +72,7 @@ class Coordinator:
         self.graph = graph
         self.cache = cache
         self.lock_timeout = s.lock_timeout
+        self.graph_wait = s.graph_wait
         self.faults = Faults()
         self.graph_check = GraphCheck(graph)
         self.graph_applier = GraphApplier(
@@ -111,6 +112,7 @@ class Coordinator:
                 "dead_lettered",
                 "retried",
                 "pending_after_commit",
+                "graph_wait_expired",
                 "graph_apply_errors",
                 "cache_apply_errors",
                 "replayed",

@@ -116,11 +116,18 @@ class GraphApplier:
         self.queue.append(intent)
         self._wake.set()
 
-    async def attempted(self, intent: Intent) -> None:
-        """Wait until the first apply that included ``intent`` has ended (or the applier stops)."""
+    async def attempted(self, intent: Intent, timeout: float | None = None) -> bool:
+        """Wait until the first apply that included ``intent`` has ended (or the applier stops),
+        at most ``timeout`` seconds; whether it ended (the apply goes on either way)."""
         fut = intent.attempted
-        if fut is not None and not fut.done():
-            await asyncio.shield(fut)
+        if fut is None or fut.done():
+            return True
+        try:
+            async with asyncio.timeout(timeout):
+                await asyncio.shield(fut)
+        except TimeoutError:
+            return False
+        return True
 
     def applied_head(self, intent: Intent) -> None:
         """``intent``, at the head of the queue, was applied by its strict transaction."""

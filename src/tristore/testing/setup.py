@@ -13,7 +13,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from tristore.config import Settings
+from tristore.config import CoordinatorSettings, Settings
 from tristore.stores import CacheStore, GraphStore, SQLiteStore
 
 
@@ -22,9 +22,19 @@ def store_settings(
     redis_url: str = "",
     **sections: dict[str, Any],
 ) -> Settings:
-    """Settings rooted in ``data_dir`` with pools sized for tests (small minimums open fast)."""
+    """Settings rooted in ``data_dir`` with pools sized for tests (small minimums open fast).
+
+    A deferred commit waits for its graph apply as long as any lock wait (``graph_wait`` =
+    ``lock_timeout``) instead of the default 0.1 s: a test reads its own writes right after the
+    block, and a loaded test machine can take longer than that to apply them.
+    """
     redis = {"url": redis_url, "pool_min": 1, "pool_max": 20} | sections.pop("redis", {})
-    return Settings(data_dir=str(data_dir)).replace(redis=redis, **sections)
+    coordinator = sections.pop("coordinator", {})
+    lock_timeout = coordinator.get("lock_timeout", CoordinatorSettings.lock_timeout)
+    coordinator = {"graph_wait": lock_timeout} | coordinator
+    return Settings(data_dir=str(data_dir)).replace(
+        redis=redis, coordinator=coordinator, **sections
+    )
 
 
 @dataclass
