@@ -284,11 +284,14 @@ class Transaction:
                 await strict.commit()
             if ticket is not None:
                 await c.cache_applier.finish(intent, ticket)
-            if intent.graph_ops and strict is None:
-                # Bounded: an engine stall (a Kuzu checkpoint) must not hold every commit; past
-                # graph_wait the graph stays pending, and tx.applied() waits for it.
-                if not await c.graph_applier.attempted(intent, c.graph_wait):
-                    c.count("graph_wait_expired")
+            # Bounded: an engine stall (a Kuzu checkpoint) must not hold every commit; past
+            # graph_wait the graph stays pending, and tx.applied() waits for it.
+            if (
+                intent.graph_ops
+                and strict is None
+                and not await c.graph_applier.attempted(intent, c.graph_wait)
+            ):
+                c.count("graph_wait_expired")
             if intent.pending_stores():
                 c.count("pending_after_commit")
         await self._run_hooks(self._commit_hooks)
