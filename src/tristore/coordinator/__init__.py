@@ -54,8 +54,8 @@ failure while applying (Redis down, Kuzu unavailable) is not an error for the ca
 and ``tx.pending`` naming the stores still to be applied; ``await tx.applied(timeout)`` waits
 for them. An exception would invite the caller to retry work that is already durable. A deferred
 commit waits for its graph apply at most ``graph_wait`` (0.1 s by default): an engine stall
-(Kuzu stops its writer for each automatic checkpoint, for about 0.1-0.3 s on the order flow's
-graph) then leaves the graph pending instead of holding every commit behind it.
+(Kuzu stops its writer for each automatic checkpoint) then leaves the graph pending instead of
+holding every commit behind it.
 
 **What a reader sees, and when.**
 

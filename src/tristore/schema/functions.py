@@ -224,8 +224,8 @@ _ONE_OR_ALL = (
 # so a customer whose orders were all cancelled since the last refresh drops to zero instead of
 # keeping stale totals. The scope is two EXISTS probes per customer (a scope read from orders
 # would visit every order of the month twice), and the sums read only the orders_customer_totals
-# index, which holds status and final_price: the order flow runs this for every order, and its
-# cost grows with the customer's month (docs/reports/2026-12-07-steady-rate.md).
+# index, which holds status and final_price: the order flow runs this for every order, so its
+# cost must follow the customer's month and nothing else.
 # ("WHERE true" is SQLite's documented fix for the INSERT ... SELECT ... ON CONFLICT ambiguity.)
 REFRESH_ANALYTICS_SQL = f"""
 INSERT INTO analytics (customer_id, period, total_orders, total_spent, updated_at)

@@ -2,7 +2,7 @@
 same whatever the location of the environment.
 
 What that does to a count is measured, not tested here: a count of a threaded workload moves
-between runs by more than a path used to move it (docs/reports/2026-12-07-shards-view.md).
+between runs by more than a path used to move it (docs/benchmarks.md cites the figures).
 """
 
 from __future__ import annotations
